@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# One entry point that prepares a fresh Debian machine (as root) and then runs
+# the demo or the tests. Safe to run again: every step checks before it acts.
+#
+#   bash scripts/run.sh demo [DEMO OPTIONS]   # emulated censored network, end to end
+#   bash scripts/run.sh test [PYTEST OPTIONS] # lint and the whole test suite
+#   bash scripts/run.sh setup                 # only prepare the machine
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${CENSORWATCH_VENV:-$ROOT/.venv}"
+APT_PACKAGES=(iproute2 iptables nftables dnsmasq-base libnetfilter-queue-dev libnfnetlink-dev
+              gcc python3-dev chromium)
+
+log() { printf '\033[1m[censorwatch]\033[0m %s\n' "$*" >&2; }
+
+install_apt() {
+    local missing=()
+    for pkg in "${APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+            || missing+=("$pkg")
+    done
+    if ((${#missing[@]})); then
+        if [[ $EUID -ne 0 ]]; then
+            log "missing system packages: ${missing[*]} (run as root to install them)"
+            return 0
+        fi
+        log "installing system packages: ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${missing[@]}" >/dev/null
+    fi
+}
+
+install_python() {
+    local stamp="$VENV/.censorwatch-installed"
+    if [[ ! -x "$VENV/bin/python" ]]; then
+        log "creating virtual environment in $VENV"
+        python3 -m venv "$VENV"
+    fi
+    if [[ ! -f "$stamp" || "$ROOT/pyproject.toml" -nt "$stamp" ]]; then
+        log "installing censorwatch and its dependencies"
+        "$VENV/bin/python" -m pip install -q --upgrade pip
+        "$VENV/bin/python" -m pip install -q -e "$ROOT[testbed,test]"
+        touch "$stamp"
+    fi
+}
+
+setup() {
+    install_apt
+    install_python
+}
+
+cmd="${1:-test}"
+shift || true
+case "$cmd" in
+    setup) setup ;;
+    demo)
+        setup
+        exec "$VENV/bin/censorwatch" demo "$@"
+        ;;
+    test)
+        setup
+        cd "$ROOT"
+        "$VENV/bin/ruff" check src tests bench
+        exec "$VENV/bin/python" -m pytest "$@"
+        ;;
+    *)
+        echo "usage: $0 demo|test|setup [options]" >&2
+        exit 2
+        ;;
+esac

@@ -1,0 +1,1 @@
+"""Accepting measurements: checks, scrubbing, the durable archive, and the probe-side client."""

@@ -1,0 +1,353 @@
+"""``censorwatch demo``: the whole flow on the emulated Pakistan of February 2024.
+
+Brings up the ``pk-2024-x`` testbed, probes every network for X's endpoints in regular rounds
+while the schedule switches the blocks on, stores every measurement through the collector,
+analyses them, finds the events, exports the evidence bundle for the national event and
+verifies it offline, then tears everything down. Everything it produced stays in ``--out``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from censorwatch.model import Verdict
+
+SCENARIO = "pk-2024-x"
+PROFILE = "x"
+TESTBED_ID = "cwdemo"
+# Tighter than the probe's defaults (made for real networks): the emulated one answers in
+# milliseconds, and shorter timeouts keep a measurement round short.
+PROBE_BUDGET = ["--connect-timeout", "3", "--tls-timeout", "3", "--dns-timeout", "2",
+                "--http-timeout", "5", "--url-deadline", "15"]
+
+
+@dataclass
+class DemoRun:
+    out: Path
+    console: Console
+    rounds: int
+    interval: float
+    testbed_id: str = TESTBED_ID
+    started: float = field(default_factory=time.time)
+    measurement_files: list[Path] = field(default_factory=list)
+    api_url: str | None = None
+
+    def say(self, message: str) -> None:
+        self.console.print(f"[dim]{time.time() - self.started:6.1f}s[/dim] {message}")
+
+    @property
+    def measurements(self) -> Path:
+        return self.out / "measurements.jsonl"
+
+
+def _cw(*args: str) -> list[str]:
+    return [sys.executable, "-m", "censorwatch", *args]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def collector(run: DemoRun, asn_db: Path) -> Iterator[str]:
+    """The collector and API on loopback, for the length of the demo."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(run.out / "collector.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        _cw("serve", "--db", str(run.out / "censorwatch.duckdb"),
+            "--archive", str(run.out / "archive"), "--host", "127.0.0.1", "--port", str(port),
+            "--asn-db", str(asn_db)),
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )
+    log.close()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the collector did not start; see {run.out / 'collector.log'}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def probe_round(run: DemoRun, number: int, networks: list[str]) -> list[Path]:
+    """Every network measures every X endpoint at the same time, each from its own namespace."""
+    folder = run.out / "rounds"
+    folder.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for asn in networks:
+        output = folder / f"round-{number:02d}-{asn}.jsonl"
+        output.unlink(missing_ok=True)  # a rerun into the same --out starts afresh
+        cmd = _cw("testbed", "exec", asn, "--id", run.testbed_id, "--",
+                  sys.executable, "-m", "censorwatch", "probe", "--profile", PROFILE,
+                  "--concurrency", "7", *PROBE_BUDGET, "--output", str(output))
+        key = run.out / "keys" / f"probe-{asn}.key"
+        if key.is_file() and _probe_signs():
+            cmd += ["--key", str(key)]
+        procs.append((asn, output, subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)))
+    written = []
+    for asn, output, proc in procs:
+        _, stderr = proc.communicate(timeout=120)
+        if proc.returncode != 0 and not output.is_file():
+            run.say(f"[red]probe on {asn} failed:[/red] {stderr.decode(errors='replace')[-300:]}")
+            continue
+        written.append(output)
+    return written
+
+
+def read_jsonl(paths: list[Path]) -> list[dict[str, Any]]:
+    items = []
+    for path in paths:
+        with open(path, encoding="utf-8") as fh:
+            items.extend(json.loads(line) for line in fh if line.strip())
+    return items
+
+
+def endpoint_table(verdicts: list[Verdict], title: str) -> Table:
+    """network × endpoint: what the latest round shows."""
+    latest: dict[tuple[str, str], Verdict] = {}
+    for v in sorted(verdicts, key=lambda v: v.measurement_start_time):
+        latest[(v.probe_asn, v.target or "?")] = v
+    networks = sorted({k[0] for k in latest}, key=lambda a: int(a.removeprefix("AS")))
+    targets = sorted({k[1] for k in latest})
+    table = Table(title=title)
+    table.add_column("network")
+    for t in targets:
+        table.add_column(t, overflow="fold")
+    styles = {"ok": "green", "blocked": "bold red", "down": "yellow", "unknown": "dim"}
+    for asn in networks:
+        row = []
+        for t in targets:
+            v = latest.get((asn, t))
+            if v is None:
+                row.append("")
+                continue
+            label = v.method if v.verdict == "blocked" else v.verdict
+            row.append(f"[{styles.get(v.verdict, '')}]{label}[/]")
+        table.add_row(asn, *row)
+    return table
+
+
+def timeline_table(verdicts: list[Verdict], rounds: dict[str, int]) -> Table:
+    """network × round: how many endpoints were blocked, with which methods."""
+    cells: dict[tuple[str, int], list[Verdict]] = defaultdict(list)
+    for v in verdicts:
+        number = rounds.get(v.measurement_uid)
+        if number is not None:
+            cells[(v.probe_asn, number)].append(v)
+    numbers = sorted({k[1] for k in cells})
+    networks = sorted({k[0] for k in cells}, key=lambda a: int(a.removeprefix("AS")))
+    table = Table(title="Blocked endpoints per round")
+    table.add_column("network")
+    for n in numbers:
+        table.add_column(f"r{n}", justify="center")
+    for asn in networks:
+        row = []
+        for n in numbers:
+            vs = cells.get((asn, n), [])
+            blocked = sum(v.verdict == "blocked" for v in vs)
+            style = "bold red" if blocked else "green"
+            row.append(f"[{style}]{blocked}/{len(vs)}[/]")
+        table.add_row(asn, *row)
+    return table
+
+
+def run_demo(out: Path | None, *, rounds: int = 8, interval: float = 12.0,
+             console: Console | None = None) -> Path:
+    from censorwatch.analysis import Fingerprints, analyze
+    from censorwatch.netinfo import AddressPlan
+    from censorwatch.testbed import manager
+
+    console = console or Console()
+    keep = out is not None
+    out = Path(out) if out else Path(tempfile.mkdtemp(prefix="censorwatch-demo-"))
+    out.mkdir(parents=True, exist_ok=True)
+    run = DemoRun(out=out, console=console, rounds=rounds, interval=interval)
+    run.say(f"bringing up the emulated network [bold]{SCENARIO}[/bold]")
+    state = manager.up(SCENARIO, run.testbed_id, replace=True)
+    try:
+        plan = state.plan()
+        networks = [n.asn for n in plan.networks]
+        asn_db = out / "address-plan.json"
+        asn_db.write_text(state.address_plan_file.read_text())
+        run.say(f"{len(networks)} networks: {', '.join(networks)}; X is blocked on four of "
+                f"them from t=30s")
+        _make_probe_keys(run, networks)
+        with collector(run, asn_db) as api:
+            run.api_url = api
+            run.say(f"collector and API at [bold]{api}[/bold]: explorer {api}/explorer, "
+                    f"measurements {api}/api/v1/measurements?probe_cc=PK")
+            round_of: dict[str, int] = {}
+            facts = AddressPlan.load(asn_db)
+            fingerprints = Fingerprints.default()
+            t0 = time.time()
+            for number in range(1, rounds + 1):
+                delay = t0 + (number - 1) * interval - time.time()
+                if delay > 0:
+                    time.sleep(delay)
+                elapsed = time.time() - float(state.info()["started_at"])
+                files = probe_round(run, number, networks)
+                measurements = read_jsonl(files)
+                for m in measurements:
+                    round_of[m.get("measurement_uid", "")] = number
+                run.measurement_files.extend(files)
+                submitted = submit(run, measurements, api)
+                verdicts = [analyze(m, plan=facts, fingerprints=fingerprints)
+                            for m in measurements]
+                blocked = sum(v.verdict == "blocked" for v in verdicts)
+                run.say(f"round {number}/{rounds} at t={elapsed:5.1f}s: "
+                        f"{len(measurements)} measurements, {blocked} blocked, "
+                        f"{submitted}")
+            all_measurements = read_jsonl(run.measurement_files)
+            with open(run.measurements, "w", encoding="utf-8") as fh:
+                for m in all_measurements:
+                    fh.write(json.dumps(m, ensure_ascii=False) + "\n")
+            verdicts = [analyze(m, plan=facts, fingerprints=fingerprints)
+                        for m in all_measurements]
+            with open(out / "verdicts.jsonl", "w", encoding="utf-8") as fh:
+                for v in verdicts:
+                    fh.write(json.dumps(v.to_record(), ensure_ascii=False) + "\n")
+            console.print(endpoint_table(verdicts, "What X looks like now, network by network"))
+            console.print(timeline_table(verdicts, round_of))
+        national = find_events(run)
+        if national:
+            export_evidence(run, national, asn_db)
+        else:
+            run.say("[yellow]no national event found: nothing to export as evidence[/yellow]")
+    finally:
+        run.say("tearing down the emulated network")
+        manager.down(run.testbed_id)
+    run.say(f"to explore it again: censorwatch serve --db {out / 'censorwatch.duckdb'} "
+            f"--archive {out / 'archive'}, then open /explorer")
+    where = "kept in" if keep else "left in"
+    run.say(f"done in {time.time() - run.started:.0f}s; everything it produced is {where} "
+            f"[bold]{out}[/bold]")
+    return out
+
+
+def submit(run: DemoRun, measurements: list[dict[str, Any]], api: str) -> str:
+    """Hand a round to the collector; what cannot be sent waits in the queue folder."""
+    from censorwatch.collector.client import submit_or_queue
+
+    try:
+        result = submit_or_queue(measurements, api, run.out / "queue")
+    except Exception as exc:  # the measurements stay queued on disk
+        return f"[red]submission failed ({exc}); queued in {run.out / 'queue'}[/red]"
+    return f"{len(result.sent)} stored by the collector" + (
+        f", {result.queued} queued" if getattr(result, "queued", 0) else "")
+
+
+def find_events(run: DemoRun) -> dict[str, Any] | None:
+    """Events from the verdicts; returns the widest national event, if any."""
+    verdicts = str(run.out / "verdicts.jsonl")
+    subprocess.run(_cw("events", verdicts, "--scope", "national"), check=False)
+    proc = subprocess.run(
+        _cw("events", verdicts, "--json"), capture_output=True, text=True, check=False
+    )
+    (run.out / "events.jsonl").write_text(proc.stdout)
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    national = [e for e in events if e.get("scope") == "national"]
+    run.say(
+        f"{len(events)} events ({len(national)} national) written to {run.out / 'events.jsonl'}"
+    )
+    if not national:
+        return None
+    best = max(national, key=lambda e: (len(e["asns"]), e["target"] == PROFILE))
+    counts = best.get("measurements", {})
+    measured = counts.get("networks_measured") or "?"
+    run.say(f"[bold red]{best['target']} blocked in {best['cc']} on {len(best['asns'])} of "
+            f"{measured} networks measured[/bold red] ({', '.join(best['asns'])}), methods "
+            f"{' / '.join(best['methods'])}, onset between {best['onset']['after']} and "
+            f"{best['onset']['before']}, {best['status']}")
+    return best
+
+
+def export_evidence(run: DemoRun, event: dict[str, Any], asn_db: Path) -> None:
+    """The evidence bundle for the national event, then its offline verification."""
+    bundle = run.out / "evidence.zip"
+    export = subprocess.run(
+        _cw(
+            "evidence",
+            "export",
+            "--event",
+            event["event_id"],
+            "--events",
+            str(run.out / "events.jsonl"),
+            "--db",
+            str(run.out / "censorwatch.duckdb"),
+            "--archive",
+            str(run.out / "archive"),
+            "--asn-db",
+            str(asn_db),
+            "--out",
+            str(bundle),
+        ),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if export.returncode != 0:
+        run.say(f"[red]evidence export failed:[/red] {export.stderr.strip()[-500:]}")
+        return
+    run.say(
+        f"evidence bundle for {event['target']} in {event['cc']} "
+        f"({', '.join(event['asns'])}) written to [bold]{bundle}[/bold]"
+    )
+    verify = subprocess.run(
+        _cw("evidence", "verify", str(bundle)), capture_output=True, text=True, check=False
+    )
+    run.console.print(verify.stdout.strip() or verify.stderr.strip())
+    status = "[green]verified offline[/green]" if verify.returncode == 0 else "[red]FAILED[/red]"
+    run.say(f"evidence bundle {status}: censorwatch evidence verify {bundle}")
+
+
+def _make_probe_keys(run: DemoRun, networks: list[str]) -> None:
+    """One signing key per probe device, when evidence signing is available."""
+    with contextlib.suppress(ImportError):
+        from censorwatch.evidence.keys import generate_key_file
+
+        for asn in networks:
+            generate_key_file(run.out / "keys" / f"probe-{asn}.key", force=True)
+
+
+def main_environment_ok() -> str | None:
+    """Why the demo cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "the demo builds network namespaces and needs root (sudo)"
+    return None
+
+
+def _probe_signs() -> bool:
+    from censorwatch.probe import cli as probe_cli
+
+    return "--key" in Path(probe_cli.__file__).read_text()

@@ -1,0 +1,84 @@
+"""``GET /api/v1/events``: block events computed from the store's verdicts, with filters."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from censorwatch.events.tracker import detect_events
+from censorwatch.model import Event
+
+router = APIRouter(prefix="/api/v1", tags=["events"])
+
+_cache_lock = threading.Lock()
+_cache: dict[tuple[int, int, str | None], list[Event]] = {}
+
+
+def _events(store: Any, cc: str | None) -> list[Event]:
+    """Events over the stored verdicts (of one country when ``cc`` is given); recomputed only
+    when the store has grown."""
+    size = store.count()
+    key = (id(store), size, cc)
+    with _cache_lock:
+        if key in _cache:
+            return _cache[key]
+    filters = {"probe_cc": cc} if cc else {}
+    events = detect_events(store.iter_verdicts(**filters))
+    with _cache_lock:
+        _cache.clear()
+        _cache[key] = events
+    return events
+
+
+@router.get("/events", summary="Block events per network and national, with onset and end")
+async def list_events(
+    request: Request,
+    probe_cc: str | None = Query(None, pattern="^[A-Za-z]{2}$"),
+    probe_asn: str | None = Query(None, pattern="^(AS)?[0-9]{1,10}$"),
+    target: str | None = Query(None, max_length=253),
+    scope: str | None = Query(None, pattern="^(network|national)$"),
+    status: str | None = Query(None, pattern="^(ongoing|ended)$"),
+    since: str | None = Query(None, description="events still active at or after (RFC 3339)"),
+    until: str | None = Query(None, description="events that began before (RFC 3339)"),
+    limit: int = Query(1000, ge=1, le=100_000),
+) -> JSONResponse:
+    started = time.perf_counter()
+    try:
+        since_n, until_n = _norm(since), _norm(until)
+    except ValueError as exc:
+        raise HTTPException(400, f"since/until must be RFC 3339 times: {exc}") from exc
+    cc = probe_cc.upper() if probe_cc else None
+    events = await run_in_threadpool(_events, request.app.state.store, cc)
+    asn = None
+    if probe_asn:
+        asn = probe_asn.upper() if probe_asn.upper().startswith("AS") else f"AS{probe_asn}"
+    picked = [
+        e
+        for e in events
+        if (asn is None or asn in e.asns)
+        and (target is None or e.target == target.lower())
+        and (scope is None or e.scope == scope)
+        and (status is None or e.status == status)
+        and (since_n is None or e.end is None or e.end.before >= since_n)
+        and (until_n is None or e.onset.before < until_n)
+    ]
+    metadata = {
+        "count": len(picked),
+        "limit": limit,
+        "query_time": round(time.perf_counter() - started, 4),
+    }
+    return JSONResponse({"metadata": metadata, "results": [e.to_record() for e in picked[:limit]]})
+
+
+def _norm(value: str | None) -> str | None:
+    """RFC 3339 in the events' own spelling, so that string order is time order."""
+    if value is None:
+        return None
+    from censorwatch.model import parse_time, rfc3339
+
+    return rfc3339(parse_time(value))

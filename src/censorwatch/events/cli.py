@@ -1,0 +1,219 @@
+"""``censorwatch events``: verdicts (store or JSONL files) → block events, table or JSONL."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from censorwatch.events.platforms import Platform
+from censorwatch.model import Event
+
+
+def _lines(path: Path) -> Iterator[str]:
+    if str(path) == "-":
+        yield from sys.stdin
+    elif path.suffix == ".gz":
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            yield from fh
+    else:
+        with path.open(encoding="utf-8") as fh:
+            yield from fh
+
+
+def read_verdicts(paths: list[Path], errors: list[str]) -> Iterator[dict[str, Any]]:
+    """Verdict records from JSONL files (``.gz`` too; ``-`` is standard input)."""
+    for path in paths:
+        for n, line in enumerate(_lines(path), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                errors.append(f"{path}:{n}: not JSON ({exc.msg})")
+                continue
+            if isinstance(record, dict):
+                yield record
+            else:
+                errors.append(f"{path}:{n}: not a JSON object")
+
+
+def _bracket(after: str | None, before: str) -> str:
+    return f"{after or '(no earlier data)'} → {before}"
+
+
+def fold_hosts(events: list[Event], platforms: list[Platform]) -> list[tuple[Event, int]]:
+    """Events for the table: a host's event is folded into its platform's event when the
+    platform has one on the same networks that covers the host's onset. Returns each event
+    shown with the number of host events folded into it."""
+    owners = {p.name: p for p in platforms}
+    shown: list[tuple[Event, int]] = []
+    folded: set[str] = set()
+    for ev in events:
+        platform = owners.get(ev.target)
+        if platform is None:
+            continue
+        hosts = [
+            h
+            for h in events
+            if h.event_id not in folded
+            and h.target not in owners
+            and platform.owns(h.target)
+            and (h.scope, h.cc, h.asns) == (ev.scope, ev.cc, ev.asns)
+            and ev.onset.before <= h.onset.before
+            and (ev.end is None or h.onset.before <= ev.end.before)
+        ]
+        folded.update(h.event_id for h in hosts)
+        shown.append((ev, len(hosts)))
+    count = {e.event_id: n for e, n in shown}
+    return [(e, count.get(e.event_id, 0)) for e in events if e.event_id not in folded]
+
+
+def render_table(
+    events: list[Event], platforms: list[Platform], *, all_hosts: bool = False
+) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    display = {p.name: p.display_name for p in platforms}
+    rows = [(e, 0) for e in events] if all_hosts else fold_hosts(events, platforms)
+    title = f"{len(events)} block event(s)"
+    if len(rows) < len(events):
+        title += f"; {len(events) - len(rows)} host event(s) shown in their platform's row"
+    table = Table(title=title, show_lines=False)
+    for col in (
+        "scope",
+        "cc",
+        "networks",
+        "target",
+        "methods",
+        "onset (after → before)",
+        "end (after → before)",
+        "status",
+        "conf",
+        "blocked/total",
+    ):
+        table.add_column(col, overflow="fold")
+    for ev, n_hosts in rows:
+        m = ev.measurements
+        nets = ", ".join(ev.asns)
+        if ev.scope == "national":
+            nets = f"{m.get('networks_blocked', 0)} of {m.get('networks_measured', 0)}: {nets}"
+        onset = _bracket(ev.onset.after, ev.onset.before)
+        if m.get("onset_unknown"):
+            onset += f" (gap: {m['onset_unknown']} unknown)"
+        end = "—"
+        if ev.end:
+            end = _bracket(ev.end.after, ev.end.before)
+            if m.get("end_unknown"):
+                end += f" (gap: {m['end_unknown']} unknown)"
+        table.add_row(
+            ev.scope,
+            ev.cc,
+            nets,
+            display.get(ev.target, ev.target) + (f" (+{n_hosts} hosts)" if n_hosts else ""),
+            " / ".join(ev.methods),
+            onset,
+            end,
+            ev.status,
+            f"{ev.confidence:.2f}",
+            f"{m.get('blocked', 0)}/{m.get('total', 0)}",
+        )
+    Console().print(table)
+
+
+def events(
+    verdicts: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Verdict JSONL files (censorwatch analyze --json); '-' for stdin."),
+    ] = None,
+    db: Annotated[Path | None, typer.Option("--db", help="Read verdicts from this store.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One event record per line.")] = False,
+    state: Annotated[
+        Path | None,
+        typer.Option("--state", help="Keep detector state here and continue from it next run."),
+    ] = None,
+    webhook: Annotated[
+        list[str] | None,
+        typer.Option("--webhook", help="POST alerts here (repeatable); needs --state."),
+    ] = None,
+    webhook_wait: Annotated[
+        float,
+        typer.Option(help="Seconds to spend delivering alerts before exiting (rest stay queued)."),
+    ] = 10.0,
+    profile: Annotated[
+        list[Path] | None,
+        typer.Option("--profile", help="Platform profile TOML (default: the bundled ones)."),
+    ] = None,
+    cc: Annotated[str | None, typer.Option(help="Only events in this country.")] = None,
+    asn: Annotated[str | None, typer.Option(help="Only events involving this network.")] = None,
+    target: Annotated[str | None, typer.Option(help="Only this domain or platform.")] = None,
+    scope: Annotated[str | None, typer.Option(help="network or national.")] = None,
+    status: Annotated[str | None, typer.Option(help="ongoing or ended.")] = None,
+    all_hosts: Annotated[
+        bool,
+        typer.Option(
+            "--all-hosts", help="Table: one row per host event, not folded into its platform's."
+        ),
+    ] = False,
+) -> None:
+    """Block events per network and national, with bracketed onset and end."""
+    from censorwatch.events.platforms import load_platforms
+    from censorwatch.events.tracker import EventTracker
+
+    if bool(verdicts) == bool(db):
+        raise typer.BadParameter("give either --db or verdict JSONL files")
+    if webhook and not state:
+        raise typer.BadParameter("--webhook needs --state (alerts are queued next to it)")
+    platforms = load_platforms(profile) if profile else load_platforms()
+    tracker = EventTracker(platforms=platforms, state_path=state)
+    errors: list[str] = []
+    if db:
+        from censorwatch.store import open_store
+
+        store = open_store(db, read_only=True)
+        try:
+            changes = tracker.update(store.iter_verdicts())
+        finally:
+            getattr(store, "close", lambda: None)()
+    else:
+        changes = tracker.update(read_verdicts(verdicts or [], errors))
+    tracker.save()
+    for err in errors[:20]:
+        typer.echo(f"skipped {err}", err=True)
+    if len(errors) > 20:
+        typer.echo(f"skipped {len(errors) - 20} more malformed lines", err=True)
+    if tracker.late:
+        typer.echo(f"skipped {tracker.late} verdicts older than the saved state", err=True)
+
+    if webhook and state:
+        from censorwatch.events.alerts import AlertQueue, WebhookSender, alert_message
+
+        queue = AlertQueue(state.with_name(state.name + ".alerts.sqlite"))
+        queue.enqueue([alert_message(c) for c in changes], webhook)
+        sender = WebhookSender(queue).start()
+        left = sender.drain(webhook_wait)
+        sender.stop()
+        if left:
+            typer.echo(f"{left} alert(s) still queued; they are retried on the next run", err=True)
+
+    shown = [
+        e
+        for e in tracker.events()
+        if (cc is None or e.cc == cc.upper())
+        and (asn is None or asn.upper() in e.asns)
+        and (target is None or e.target == target.lower())
+        and (scope is None or e.scope == scope)
+        and (status is None or e.status == status)
+    ]
+    if as_json:
+        out = sys.stdout
+        for ev in shown:
+            out.write(json.dumps(ev.to_record(), separators=(",", ":")) + "\n")
+        return
+    render_table(shown, platforms, all_hosts=all_hosts)

@@ -1,0 +1,348 @@
+"""Adaptive hysteresis: the change detector that turns one series' rounds into network events.
+
+The series is in one of two modes, *clear* or *blocked*. Rounds of the other state with none of
+its own between them form a run (unknown rounds neither count nor interrupt); the series
+switches once the run has ``k_min`` rounds and strays can no longer explain it:
+
+- opening: the probability that all the run's blocked measurements are strays, from the
+  posterior of the *network's* stray rate (pooled over all its series, since loss belongs to
+  the path), is at most ``alpha``; a blocked measurement whose method noise cannot produce (a
+  reset, a forged answer, a block page) counts ``strong_factor`` times less likely than a
+  timeout. A clean network opens on the second blocked round; a lossy one waits for more.
+- ending: the network's leak rate to the power of the run's ok measurements is at most
+  ``alpha``.
+
+When it switches, the change is placed by maximum likelihood over recent rounds, and bracketed
+between the last measurement of the old state and the first of the new one; rounds with no
+conclusive answer in between widen the bracket and are counted (``onset_unknown`` /
+``end_unknown``). docs/events.md has the comparison with CUSUM, fixed k-of-n, Bayesian online
+changepoint detection and PELT that chose this method.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from censorwatch.events.series import (
+    BLOCKED,
+    OK,
+    STRONG_METHODS,
+    UNKNOWN,
+    Observation,
+    Round,
+    SeriesKey,
+)
+from censorwatch.model import parse_time, rfc3339
+
+
+@dataclass(frozen=True)
+class DetectorParams:
+    k_min: int = 2
+    k_max: int = 6
+    alpha: float = 1e-4
+    prior_rate: float = 0.01  # stray blocked measurements on an unblocked network
+    prior_leak: float = 0.008  # stray ok measurements during a block
+    strong_factor: float = 0.1  # a stray that is not a timeout or failure: 10× less likely
+    per_round: int = 3  # at most this many measurements of one round count as evidence
+    prior_weight: float = 10.0
+    max_round_span: float = 900.0
+    max_evidence: int = 50
+    history: int = 48  # rounds kept to place a change that the run's start misplaces
+    national_gap: float = 3600.0
+    min_networks: int = 2
+
+    def rate(self, flips: float, rounds: float, prior: float) -> float:
+        """Posterior mean of a stray rate: ``flips`` strays among ``rounds`` rounds, shrunk
+        towards ``prior`` with the weight of ``prior_weight`` rounds."""
+        return (flips + prior * self.prior_weight) / (rounds + self.prior_weight)
+
+
+@dataclass
+class NetworkNoise:
+    """Stray-round counts pooled over all series of one network.
+
+    Loss and flaky middleboxes are properties of a network path, not of one target: pooling
+    its series learns a lossy network's stray rate (and a clean network's clean record)
+    several times faster than one series can.
+    """
+
+    flips: dict[str, int] = field(default_factory=lambda: {OK: 0, BLOCKED: 0})
+    conclusive: dict[str, int] = field(default_factory=lambda: {OK: 0, BLOCKED: 0})
+
+
+@dataclass
+class NetworkEvent:
+    """The mutable record of one block on one series, kept in the tracker's state."""
+
+    cc: str
+    asn: str
+    target: str
+    onset_after: str | None
+    onset_before: str
+    onset_unknown: int
+    opened_at: str  # time of the round that confirmed the block (detection delay)
+    last_blocked: str = ""
+    end_after: str | None = None
+    end_before: str | None = None
+    end_unknown: int = 0
+    methods: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(
+        default_factory=lambda: {"total": 0, "blocked": 0, "ok": 0, "down": 0, "unknown": 0}
+    )
+    rounds: int = 0
+    blocked_rounds: int = 0
+    confidence_sum: float = 0.0
+    bracket_uids: list[str] = field(default_factory=list)
+    blocked_uids: list[str] = field(default_factory=list)
+
+    @property
+    def ended(self) -> bool:
+        return self.end_before is not None
+
+    def add_round(self, rnd: Round, params: DetectorParams) -> None:
+        self.rounds += 1
+        if rnd.state == BLOCKED:
+            self.blocked_rounds += 1
+        for obs in rnd.observations:
+            self.counts["total"] += 1
+            self.counts[obs.kind] += 1
+            if obs.state == BLOCKED:
+                self.confidence_sum += obs.confidence
+                self.last_blocked = max(self.last_blocked, rfc3339(obs.time))
+                if obs.method:
+                    self.methods[obs.method] = self.methods.get(obs.method, 0) + 1
+                if len(self.blocked_uids) < params.max_evidence and obs.uid:
+                    self.blocked_uids.append(obs.uid)
+
+    @property
+    def confidence(self) -> float:
+        """Mean verdict confidence × share of blocked rounds × (1 − 2^−blocked rounds)."""
+        blocked = self.counts["blocked"]
+        if not blocked or not self.rounds:
+            return 0.0
+        mean = self.confidence_sum / blocked
+        share = self.blocked_rounds / self.rounds
+        return round(mean * share * (1.0 - 0.5**self.blocked_rounds), 3)
+
+    def to_state(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> NetworkEvent:
+        return cls(**data)
+
+
+def _latest(observations: list[Observation]) -> Observation:
+    return max(observations, key=lambda o: o.time)
+
+
+class SeriesDetector:
+    """Feeds one series' rounds in time order; opens, updates and ends its network events."""
+
+    def __init__(self, key: SeriesKey, params: DetectorParams) -> None:
+        self.key = key
+        self.params = params
+        self.mode = OK
+        # Counts shared by every series of the same network (see NetworkNoise).
+        self.network = NetworkNoise()
+        self.last_same: Observation | None = None  # last measurement agreeing with the mode
+        self.history: list[Round] = []  # recent rounds since the last switch (bounded)
+        self.pending: list[Round] = []
+        self.event: NetworkEvent | None = None
+        self.first_seen: str | None = None
+        self.last_seen: str | None = None
+
+    # -- state ------------------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "last_same": obs_state(self.last_same),
+            "history": [[obs_state(o) for o in r.observations] for r in self.history],
+            "pending": [[obs_state(o) for o in r.observations] for r in self.pending],
+            "event": self.event.to_state() if self.event else None,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+        }
+
+    @classmethod
+    def from_state(cls, key: SeriesKey, params: DetectorParams, data: dict[str, Any]):
+        det = cls(key, params)
+        det.mode = data["mode"]
+        det.last_same = obs_from_state(data["last_same"])
+        det.history = [_round_from_state(r) for r in data["history"]]
+        det.pending = [_round_from_state(r) for r in data["pending"]]
+        det.event = NetworkEvent.from_state(data["event"]) if data["event"] else None
+        det.first_seen, det.last_seen = data["first_seen"], data["last_seen"]
+        return det
+
+    # -- detection --------------------------------------------------------------------------
+    def _rate(self, mode: str) -> float:
+        """The stray rate in ``mode`` on this series' network (posterior mean)."""
+        prior = self.params.prior_rate if mode == OK else self.params.prior_leak
+        net = self.network
+        return self.params.rate(net.flips[mode], net.conclusive[mode], prior)
+
+    def _stray_run_probability(self, n: int) -> float:
+        """Probability that the next ``n`` measurements of an unblocked series are all strays,
+        under the posterior of its network's stray rate (Beta-binomial predictive): it stays
+        high while the network has been watched for only a few rounds, so that little data
+        never passes for a clean record."""
+        w, prior = self.params.prior_weight, self.params.prior_rate
+        flips, rounds = self.network.flips[OK], self.network.conclusive[OK]
+        a, b = flips + prior * w, rounds - flips + (1.0 - prior) * w
+        prob = 1.0
+        for i in range(n):
+            prob *= (a + i) / (a + b + i)
+        return prob
+
+    def _improbable(self, new_state: str) -> bool:
+        """Can strays no longer explain the pending run? Opening: the probability that its
+        blocked measurements (at most ``per_round`` a round) are all strays, times
+        ``strong_factor`` for each whose method noise cannot produce (a reset, a forged
+        answer, a block page), must be at most ``alpha``. Ending: the leak rate to the power
+        of the run's ok measurements must be."""
+        rounds = [r for r in self.pending if r.state == new_state]
+        if len(rounds) < self.params.k_min:
+            return False
+        if len(rounds) >= self.params.k_max:
+            return True
+        counted = [o for r in rounds for o in r.of_state(new_state)[: self.params.per_round]]
+        if new_state == BLOCKED:
+            strong = sum(o.method in STRONG_METHODS for o in counted)
+            prob = self._stray_run_probability(len(counted)) * self.params.strong_factor**strong
+        else:
+            prob = min(0.5, self._rate(BLOCKED)) ** len(counted)
+        return prob <= self.params.alpha
+
+    def _count(self, mode: str, conclusive: int, flips: int = 0) -> None:
+        self.network.conclusive[mode] += conclusive
+        self.network.flips[mode] += flips
+
+    def feed(self, rnd: Round) -> NetworkEvent | None:
+        """Take one round; return the event that this round opened or ended, if any."""
+        stamp = rfc3339(rnd.start)
+        self.first_seen = self.first_seen or stamp
+        self.last_seen = stamp
+        state = rnd.state
+        other = BLOCKED if self.mode == OK else OK
+        if state == UNKNOWN:
+            if self.pending:
+                self.pending.append(rnd)
+            else:
+                self._remember([rnd])
+            return None
+        if state == self.mode:
+            stray = sum(r.state == other for r in self.pending)
+            self._count(self.mode, 1 + stray, stray)
+            self._remember([*self.pending, rnd])
+            self.pending = []
+            self.last_same = _latest(rnd.of_state(self.mode))
+            return None
+        # A round of the other state: extend the run and switch once strays cannot explain it.
+        self.pending.append(rnd)
+        if not self._improbable(other):
+            return None
+        return self._switch(rnd)
+
+    def _remember(self, rounds: list[Round]) -> None:
+        if self.event and not self.event.ended:
+            for r in rounds:
+                self.event.add_round(r, self.params)
+        self.history.extend(rounds)
+        del self.history[: max(0, len(self.history) - self.params.history)]
+
+    def _change_point(self, rounds: list[Round], latest: int, new_state: str) -> int:
+        """Where the change most probably happened: the start ``j`` (a round of the new state,
+        not after ``latest``) maximising the log-likelihood ratio of "new state from j on".
+
+        A stray round of the new state well before the run is left out, while a run broken by
+        the odd stray of the old state (a leaky block) starts at its true beginning.
+        """
+        old_state = self.mode
+        p_new_in_old = min(0.5, self._rate(old_state))
+        p_old_in_new = min(0.5, self._rate(new_state))
+        gain = math.log((1 - p_old_in_new) / p_new_in_old)
+        loss = math.log(p_old_in_new / (1 - p_new_in_old))
+        best, best_score, score = latest, float("-inf"), 0.0
+        for j in range(len(rounds) - 1, -1, -1):
+            state = rounds[j].state
+            if state == new_state:
+                score += gain
+            elif state == old_state:
+                score += loss
+            if state == new_state and j <= latest and score > best_score:
+                best, best_score = j, score
+        return best
+
+    def _switch(self, trigger: Round) -> NetworkEvent:
+        new_state = BLOCKED if self.mode == OK else OK
+        rounds = [*self.history, *self.pending]
+        latest = len(self.history) + next(
+            i for i, r in enumerate(self.pending) if r.state == new_state
+        )
+        j = self._change_point(rounds, latest, new_state)
+        first = rounds[j]
+        first_obs = min(first.of_state(new_state), key=lambda o: o.time)
+        # The last measurement of the old state before the change (possibly in the same round).
+        after_obs, after_idx = None, -1
+        for i in range(j, -1, -1):
+            same = [o for o in rounds[i].of_state(self.mode) if o.time < first_obs.time]
+            if same:
+                after_obs, after_idx = _latest(same), i
+                break
+        if after_obs is None and self.last_same and self.last_same.time < first_obs.time:
+            after_obs = self.last_same
+        unknown = sum(r.state == UNKNOWN for r in rounds[after_idx + 1 : j])
+        uids = [o.uid for o in (after_obs, first_obs) if o is not None and o.uid]
+        if new_state == BLOCKED:
+            event = NetworkEvent(
+                cc=self.key[0],
+                asn=self.key[1],
+                target=self.key[2],
+                onset_after=rfc3339(after_obs.time) if after_obs else None,
+                onset_before=rfc3339(first_obs.time),
+                onset_unknown=unknown,
+                opened_at=rfc3339(trigger.start),
+                bracket_uids=uids,
+            )
+            for r in rounds[j:]:
+                event.add_round(r, self.params)
+            self.event = event
+        else:
+            event = self.event
+            assert event is not None
+            event.end_after = rfc3339(after_obs.time) if after_obs else event.onset_before
+            event.end_before = rfc3339(first_obs.time)
+            event.end_unknown = unknown
+            event.bracket_uids.extend(u for u in uids if u not in event.bracket_uids)
+            self.event = None
+            if event.blocked_rounds <= self.params.k_min:
+                # So short a block is as likely a burst of strays: let it raise the stray rate.
+                self._count(OK, event.blocked_rounds, event.blocked_rounds)
+        self._count(new_state, sum(r.state == new_state for r in self.pending))
+        self.mode = new_state
+        self.last_same = _latest(trigger.of_state(new_state))
+        self.history = rounds[j:]
+        del self.history[: max(0, len(self.history) - self.params.history)]
+        self.pending = []
+        return event
+
+
+def obs_state(obs: Observation | None) -> dict[str, Any] | None:
+    if obs is None:
+        return None
+    data = asdict(obs)
+    data["time"] = obs.time.isoformat()
+    return data
+
+
+def _round_from_state(data: list[dict[str, Any]]) -> Round:
+    return Round([o for o in map(obs_from_state, data) if o is not None])
+
+
+def obs_from_state(data: dict[str, Any] | None) -> Observation | None:
+    if data is None:
+        return None
+    return Observation(**{**data, "time": parse_time(data["time"])})

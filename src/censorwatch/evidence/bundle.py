@@ -1,0 +1,666 @@
+"""Evidence bundles: one zip that proves, offline, what was measured, by whom, and when.
+
+Layout (every JSON file is canonical JSON, see docs/evidence.md)::
+
+    manifest.json          format, subject, the measurements in log order, SHA-256 of every
+                           other file, and the log's signature over all of that
+    log_key.json           the log's public key (compare its log_id with the published one)
+    tree_head.json         ONE signed tree head; every proof below leads to its root
+    measurements/NNNNN.json  the measurements exactly as logged (``x_signature`` included)
+    proofs/NNNNN.json      inclusion proof of measurement NNNNN
+    probe_keys.json        the probe public keys that signed measurements
+    verdicts.json          the verdicts, in measurement order
+    event.json             the event the bundle documents (when exported for one)
+    report.html            the story for people; re-rendered and compared by ``verify``
+
+``verify_bundle`` trusts nothing in the zip: it checks every hash, signature and proof, re-runs
+the analysis, re-renders the report, and names every item that does not hold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from censorwatch import __version__
+from censorwatch.evidence import merkle
+from censorwatch.evidence.formats import (
+    ED25519,
+    MANIFEST_CONTEXT,
+    InclusionProof,
+    TreeHead,
+    b64decode,
+    b64encode,
+    ed25519_verify,
+    entry_leaf_hash,
+    key_id,
+    log_id,
+)
+from censorwatch.evidence.log import TransparencyLog
+from censorwatch.evidence.report import render_report
+from censorwatch.evidence.signing import SIGNATURE_FIELD, check_signature
+from censorwatch.model import canonical_json, derive_measurement_uid, rfc3339, utcnow
+
+FORMAT = "censorwatch-evidence-bundle/1"
+SAFE_PROBE_IPS = (None, "", "127.0.0.1")
+MAX_ENTRIES = 200_000
+MAX_FILE_BYTES = 64 << 20
+MAX_TOTAL_BYTES = 1 << 30
+
+Analyzer = Callable[[dict[str, Any]], dict[str, Any]]
+
+#: Analyzers built from bundled inputs, keyed by the inputs' content: loading fingerprints
+#: costs far more than checking a bundle, and identical bytes give an identical analysis.
+_ANALYZERS: dict[str, Analyzer] = {}
+
+
+class ExportError(Exception):
+    """The requested bundle cannot be made honestly (unlogged, altered or identifying data)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    item: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.item}: {self.message}"
+
+
+@dataclass
+class Verification:
+    """What ``verify_bundle`` found: ``ok`` only when no problem at all was found."""
+
+    problems: list[Problem] = field(default_factory=list)
+    measurements: int = 0
+    signed: int = 0
+    unsigned: int = 0
+    tree_size: int | None = None
+    root_hash: str | None = None
+    log_id: str | None = None
+    tree_head_time: int | None = None
+    probe_keys: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def fail(self, item: str, message: str) -> None:
+        self.problems.append(Problem(item, message))
+
+
+def make_analyzer(fingerprints_dir: Path | None, asn_db: Path | None) -> Analyzer:
+    """``analysis.analyze`` bound to exactly these inputs (nothing read from the environment)."""
+    from censorwatch.analysis import Fingerprints, analyze
+    from censorwatch.netinfo import AddressPlan, address_plan
+
+    fps = Fingerprints.load(fingerprints_dir) if fingerprints_dir else Fingerprints.empty()
+    plan = address_plan(asn_db) if asn_db else AddressPlan()
+
+    def run(measurement: dict[str, Any]) -> dict[str, Any]:
+        return analyze(measurement, fingerprints=fps, plan=plan).to_record()
+
+    return run
+
+
+def _analysis_files(
+    fingerprints_dir: Path | None, asn_db: Path | None
+) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """The analysis inputs to embed, so that ``verify`` re-runs the very same analysis."""
+    from censorwatch.analysis.fingerprints import FILE_NAMES
+
+    files: dict[str, bytes] = {}
+    if fingerprints_dir:
+        root = Path(fingerprints_dir)
+        for p in sorted(root.rglob("*")):
+            if p.name in FILE_NAMES and p.is_file():
+                files[f"analysis/fingerprints/{p.relative_to(root).as_posix()}"] = p.read_bytes()
+    asn_name = None
+    if asn_db:
+        asn_name = f"analysis/asn_db/{Path(asn_db).name}"
+        files[asn_name] = Path(asn_db).read_bytes()
+    meta = {
+        "asn_db": asn_name,
+        "fingerprints": sorted(n for n in files if n.startswith("analysis/fingerprints/")),
+        "software": f"censorwatch {__version__}",
+    }
+    return files, meta
+
+
+def _bundled_analyzer(
+    files: dict[str, bytes], manifest: dict[str, Any], workdir: Path, result: Verification
+) -> Analyzer | None:
+    meta = manifest.get("analysis")
+    if not isinstance(meta, dict):
+        result.fail("manifest.json", "does not say which analysis inputs were used")
+        return None
+    names = list(meta.get("fingerprints") or [])
+    if meta.get("asn_db"):
+        names.append(meta["asn_db"])
+    digest = hashlib.sha256()
+    for name in names:
+        if not isinstance(name, str) or not name.startswith("analysis/") or name not in files:
+            result.fail("manifest.json", f"analysis input {name!r} is missing from the bundle")
+            return None
+        digest.update(hashlib.sha256(name.encode() + b"\x00" + files[name]).digest())
+    key = f"{digest.hexdigest()}:{bool(meta.get('fingerprints'))}:{meta.get('asn_db')}"
+    if key in _ANALYZERS:
+        return _ANALYZERS[key]
+    for name in names:
+        target = workdir / name
+        if not target.resolve().is_relative_to(workdir.resolve()):
+            result.fail("manifest.json", f"analysis input {name!r} has an unsafe name")
+            return None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(files[name])
+    try:
+        analyzer = make_analyzer(
+            workdir / "analysis" / "fingerprints" if meta.get("fingerprints") else None,
+            workdir / meta["asn_db"] if meta.get("asn_db") else None,
+        )
+    except ImportError:
+        result.fail("verdicts.json", "not re-derived: the analysis is not installed here")
+    except (OSError, ValueError) as exc:
+        result.fail("manifest.json", f"analysis inputs unusable: {exc}")
+    else:
+        if len(_ANALYZERS) > 8:
+            _ANALYZERS.clear()
+        _ANALYZERS[key] = analyzer
+        return analyzer
+    return None
+
+
+def measurement_uid_of(measurement: dict[str, Any]) -> str:
+    uid = measurement.get("measurement_uid")
+    return uid if isinstance(uid, str) and uid else derive_measurement_uid(measurement)
+
+
+def reveals_probe_ip(measurement: dict[str, Any]) -> bool:
+    return measurement.get("probe_ip") not in SAFE_PROBE_IPS
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _manifest_payload(manifest: dict[str, Any]) -> bytes:
+    return canonical_json({k: v for k, v in manifest.items() if k != "signature"})
+
+
+# -- export ----------------------------------------------------------------------------------------
+
+
+def export_bundle(
+    out: str | Path,
+    *,
+    log: TransparencyLog,
+    measurements: Iterable[dict[str, Any]],
+    event: dict[str, Any] | None = None,
+    subject: dict[str, Any] | None = None,
+    fingerprints_dir: Path | None = None,
+    asn_db: Path | None = None,
+    created_at: str | None = None,
+) -> dict[str, Any]:
+    """Write a bundle of ``measurements`` (all must be in ``log``); returns the manifest.
+
+    The verdicts come from ``analysis.analyze`` with the given fingerprints and address plan,
+    which travel in the bundle so that anyone can re-derive them.
+    """
+    analyzer = make_analyzer(fingerprints_dir, asn_db)
+    inputs, analysis_meta = _analysis_files(fingerprints_dir, asn_db)
+    chosen: dict[str, tuple[int, dict[str, Any]]] = {}
+    problems: list[str] = []
+    for measurement in measurements:
+        uid = measurement_uid_of(measurement)
+        record = {**measurement, "measurement_uid": uid}
+        index = log.index_of(uid)
+        if index is None:
+            problems.append(f"{uid} is not in the log")
+        elif log.leaf(index) != entry_leaf_hash(uid, record):
+            problems.append(f"{uid}: this copy differs from what the log recorded")
+        elif reveals_probe_ip(record):
+            problems.append(f"{uid} carries a probe IP address; it cannot go in a bundle")
+        elif check_signature(record).status == "invalid":
+            problems.append(f"{uid} has an invalid signature; it is not evidence of anything")
+        else:
+            chosen[uid] = (index, record)
+    if problems:
+        raise ExportError("; ".join(problems[:20]) + (" ..." if len(problems) > 20 else ""))
+    if not chosen:
+        raise ExportError("no measurements to export")
+    ordered = sorted(chosen.items(), key=lambda kv: kv[1][0])
+    head = log.publish_head()
+
+    files: dict[str, bytes] = {}
+    entries: list[dict[str, Any]] = []
+    verdicts: list[dict[str, Any]] = []
+    probe_keys: dict[str, dict[str, str]] = {}
+    for n, (uid, (index, record)) in enumerate(ordered):
+        name = f"{n:05d}.json"
+        files[f"measurements/{name}"] = canonical_json(record)
+        files[f"proofs/{name}"] = canonical_json(log.inclusion_for(uid, head).to_json())
+        entries.append(
+            {
+                "file": f"measurements/{name}",
+                "leaf_index": index,
+                "measurement_uid": uid,
+                "proof": f"proofs/{name}",
+            }
+        )
+        verdicts.append(analyzer(record))
+        sig = record.get(SIGNATURE_FIELD)
+        if isinstance(sig, dict) and "key_id" in sig:
+            probe_keys[sig["key_id"]] = {"alg": ED25519, "public_key": sig["public_key"]}
+    files["verdicts.json"] = canonical_json(verdicts)
+    files["tree_head.json"] = canonical_json(head.to_json())
+    files["log_key.json"] = canonical_json(
+        {"alg": ED25519, "log_id": log.log_id, "public_key": b64encode(log.public_key)}
+    )
+    files["probe_keys.json"] = canonical_json({"keys": probe_keys})
+    if event is not None:
+        files["event.json"] = canonical_json(event)
+    files.update(inputs)
+    manifest: dict[str, Any] = {
+        "analysis": analysis_meta,
+        "created_at": created_at or rfc3339(utcnow()),
+        "format": FORMAT,
+        "log_id": log.log_id,
+        "measurements": entries,
+        "subject": subject or ({"event_id": event.get("event_id")} if event else {}),
+    }
+    files["report.html"] = render_report(
+        manifest=manifest,
+        event=event,
+        measurements=[record for _, (_, record) in ordered],
+        verdicts=verdicts,
+        tree_head=head.to_json(),
+    ).encode("utf-8")
+    manifest["files"] = {name: _sha256(data) for name, data in sorted(files.items())}
+    manifest["signature"] = b64encode(log.sign_manifest(_manifest_payload(manifest)))
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in [("manifest.json", canonical_json(manifest)), *sorted(files.items())]:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, data)
+    tmp.replace(out)
+    return manifest
+
+
+# -- verify ----------------------------------------------------------------------------------------
+
+
+def _read_zip(data: bytes, result: Verification) -> dict[str, bytes] | None:
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        result.fail("bundle", f"not a readable zip file: {exc}")
+        return None
+    if len(infos) > MAX_ENTRIES:
+        result.fail("bundle", f"more than {MAX_ENTRIES} files")
+        return None
+    files: dict[str, bytes] = {}
+    total = 0
+    for info in infos:
+        name = info.filename
+        if info.is_dir():
+            continue
+        if name.startswith("/") or ".." in name.split("/") or "\\" in name:
+            result.fail(name, "unsafe file name")
+            continue
+        if name in files:
+            result.fail(name, "appears twice in the zip")
+            continue
+        if info.file_size > MAX_FILE_BYTES or total + info.file_size > MAX_TOTAL_BYTES:
+            result.fail(name, "too large")
+            continue
+        try:
+            content = zf.read(info)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+            result.fail(name, f"cannot be read from the zip: {exc}")
+            continue
+        total += len(content)
+        files[name] = content
+    return files
+
+
+def _load_json(files: dict[str, bytes], name: str, result: Verification) -> Any:
+    """Parse a bundle file, requiring canonical JSON (one value has one spelling)."""
+    data = files.get(name)
+    if data is None:
+        result.fail(name, "missing from the bundle")
+        return None
+    try:
+        value = msgspec.json.decode(data)
+    except (msgspec.DecodeError, ValueError) as exc:  # ValueError: invalid UTF-8
+        result.fail(name, f"not valid JSON: {exc}")
+        return None
+    if canonical_json(value) != data:
+        result.fail(name, "not in canonical JSON form (altered after export)")
+    return value
+
+
+def verify_bundle(
+    path: str | Path | bytes,
+    *,
+    log_public_key: bytes | None = None,
+    require_signatures: bool = False,
+    analyzer: Analyzer | None = None,
+) -> Verification:
+    """Check everything a bundle claims, offline, and name every item that does not hold.
+
+    The verdicts are re-derived with the analysis inputs the bundle carries (``analyzer``
+    replaces that, e.g. to test a newer analysis against old evidence).
+    """
+    result = Verification()
+    try:
+        _verify(path, result, log_public_key, require_signatures, analyzer)
+    except Exception as exc:  # fail closed: a crafted bundle must never pass by crashing a check
+        result.fail("bundle", f"verification could not complete: {type(exc).__name__}: {exc}")
+    return result
+
+
+def _verify(
+    path: str | Path | bytes,
+    result: Verification,
+    log_public_key: bytes | None,
+    require_signatures: bool,
+    analyzer: Analyzer | None,
+) -> None:
+    data = path if isinstance(path, bytes) else Path(path).read_bytes()
+    files = _read_zip(data, result)
+    if files is None:
+        return
+
+    manifest = _load_json(files, "manifest.json", result)
+    if not isinstance(manifest, dict):
+        if manifest is not None:
+            result.fail("manifest.json", "not a JSON object")
+        return
+    if manifest.get("format") != FORMAT:
+        result.fail("manifest.json", f"unknown format {manifest.get('format')!r}")
+        return
+
+    log_pub = _check_log_key(files, manifest, log_public_key, result)
+    _check_manifest(files, manifest, log_pub, result)
+    head = _check_tree_head(files, log_pub, result)
+
+    entries = manifest.get("measurements")
+    if not isinstance(entries, list):
+        result.fail("manifest.json", "has no list of measurements")
+        return
+    probe_keys = _load_json(files, "probe_keys.json", result)
+    listed_keys = probe_keys.get("keys") if isinstance(probe_keys, dict) else None
+    if not isinstance(listed_keys, dict):
+        result.fail("probe_keys.json", "has no 'keys' object")
+        listed_keys = {}
+    for kid, entry in sorted(listed_keys.items()):
+        try:
+            ok = entry["alg"] == ED25519 and key_id(b64decode(entry["public_key"], 32)) == kid
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            result.fail("probe_keys.json", f"key {kid} is malformed or misnamed")
+    result.probe_keys = sorted(listed_keys)
+
+    measurements: list[dict[str, Any]] = []
+    uids: list[str] = []
+    used_keys: set[str] = set()
+    last_index = -1
+    for n, entry in enumerate(entries):
+        record = _check_measurement(files, n, entry, head, used_keys, result, require_signatures)
+        if record is None:
+            continue
+        uid, index, measurement = record
+        if index <= last_index:
+            result.fail(uid, f"out of log order (leaf {index} after leaf {last_index})")
+        last_index = max(last_index, index)
+        uids.append(uid)
+        measurements.append(measurement)
+    if len(set(uids)) != len(uids):
+        result.fail("manifest.json", "lists a measurement more than once")
+    for kid in sorted(used_keys - set(listed_keys)):
+        result.fail("probe_keys.json", f"does not list key {kid} that signed a measurement")
+    for kid in sorted(set(listed_keys) - used_keys):
+        result.fail("probe_keys.json", f"lists key {kid} that signed no measurement")
+    result.measurements = len(measurements)
+
+    with tempfile.TemporaryDirectory(prefix="cw-verify-") as workdir:
+        if analyzer is None:
+            analyzer = _bundled_analyzer(files, manifest, Path(workdir), result)
+        verdicts = _check_verdicts(files, uids, measurements, analyzer, result)
+    made_by = (manifest.get("analysis") or {}).get("software")
+    if made_by != f"censorwatch {__version__}" and any(
+        p.item == "verdicts.json" and "does not follow" in p.message for p in result.problems
+    ):
+        result.fail(
+            "verdicts.json",
+            f"note: the verdicts were made by {made_by}, this is censorwatch {__version__}",
+        )
+    event = _check_event(files, manifest, set(uids), result)
+    _check_report(files, manifest, event, measurements, verdicts, result)
+
+
+def _check_log_key(
+    files: dict[str, bytes],
+    manifest: dict[str, Any],
+    pinned: bytes | None,
+    result: Verification,
+) -> bytes | None:
+    doc = _load_json(files, "log_key.json", result)
+    try:
+        if not isinstance(doc, dict) or doc.get("alg") != ED25519:
+            raise ValueError("expected an ed25519 key")
+        pub = b64decode(doc.get("public_key"), 32)
+    except ValueError as exc:
+        result.fail("log_key.json", f"unusable: {exc}")
+        return None
+    if doc.get("log_id") != log_id(pub) or manifest.get("log_id") != log_id(pub):
+        result.fail("log_key.json", "log_id does not name this key")
+    if pinned is not None and pinned != pub:
+        result.fail("log_key.json", "is not the log key you asked to trust")
+    result.log_id = log_id(pub)
+    return pub
+
+
+def _check_manifest(
+    files: dict[str, bytes], manifest: dict[str, Any], log_pub: bytes | None, result: Verification
+) -> None:
+    try:
+        sig = b64decode(manifest.get("signature"), 64)
+    except ValueError as exc:
+        result.fail("manifest.json", f"signature unreadable: {exc}")
+        sig = None
+    payload = MANIFEST_CONTEXT + _manifest_payload(manifest)
+    if sig is not None and log_pub is not None and not ed25519_verify(log_pub, sig, payload):
+        result.fail("manifest.json", "the log's signature over the manifest does not verify")
+    listed = manifest.get("files")
+    if not isinstance(listed, dict):
+        result.fail("manifest.json", "has no file list")
+        return
+    for name in sorted(set(files) - {"manifest.json"}):
+        if name not in listed:
+            result.fail(name, "is not listed in the manifest (added after export)")
+        elif _sha256(files[name]) != listed[name]:
+            result.fail(name, "SHA-256 differs from the manifest (altered after export)")
+    for name in sorted(set(listed) - set(files)):
+        result.fail(name, "listed in the manifest but missing from the bundle")
+
+
+def _check_tree_head(
+    files: dict[str, bytes], log_pub: bytes | None, result: Verification
+) -> TreeHead | None:
+    doc = _load_json(files, "tree_head.json", result)
+    if doc is None:
+        return None
+    try:
+        head = TreeHead.from_json(doc)
+    except ValueError as exc:
+        result.fail("tree_head.json", f"malformed: {exc}")
+        return None
+    if log_pub is not None and not head.verify(log_pub):
+        result.fail("tree_head.json", "signature does not verify with the log key")
+    result.tree_size = head.tree_size
+    result.root_hash = head.root_hash.hex()
+    result.tree_head_time = head.timestamp
+    return head
+
+
+def _check_measurement(
+    files: dict[str, bytes],
+    n: int,
+    entry: Any,
+    head: TreeHead | None,
+    used_keys: set[str],
+    result: Verification,
+    require_signatures: bool,
+) -> tuple[str, int, dict[str, Any]] | None:
+    if not isinstance(entry, dict) or set(entry) != {
+        "file",
+        "leaf_index",
+        "measurement_uid",
+        "proof",
+    }:
+        result.fail("manifest.json", f"measurement entry {n} is malformed")
+        return None
+    uid, mfile, pfile = entry["measurement_uid"], entry["file"], entry["proof"]
+    if not all(isinstance(v, str) for v in (uid, mfile, pfile)):
+        result.fail("manifest.json", f"measurement entry {n} is malformed")
+        return None
+    measurement = _load_json(files, mfile, result)
+    if not isinstance(measurement, dict):
+        if measurement is not None:
+            result.fail(mfile, "is not a JSON object")
+        return None
+    if measurement.get("measurement_uid") != uid:
+        result.fail(mfile, f"is not measurement {uid}")
+    if reveals_probe_ip(measurement):
+        result.fail(mfile, "reveals a probe IP address")
+
+    check = check_signature(measurement)
+    if check.status == "invalid":
+        result.fail(f"{mfile} x_signature", f"{uid}: {check.reason}")
+    elif check.status == "verified":
+        result.signed += 1
+        used_keys.add(check.key_id or "")
+    else:
+        result.unsigned += 1
+        if require_signatures:
+            result.fail(mfile, f"{uid} is not signed")
+
+    doc = _load_json(files, pfile, result)
+    if doc is None:
+        return uid, entry["leaf_index"], measurement
+    try:
+        proof = InclusionProof.from_json(doc)
+    except ValueError as exc:
+        result.fail(pfile, f"malformed inclusion proof: {exc}")
+        return uid, entry["leaf_index"], measurement
+    if proof.measurement_uid != uid:
+        result.fail(pfile, f"is the proof of {proof.measurement_uid}, not of {uid}")
+    if proof.leaf_index != entry["leaf_index"]:
+        result.fail(pfile, "leaf index differs from the manifest's")
+    if proof.leaf_hash != entry_leaf_hash(uid, measurement):
+        result.fail(mfile, f"{uid} does not hash to the leaf the log recorded")
+    if head is not None:
+        if proof.tree_size != head.tree_size:
+            result.fail(pfile, "is not against the bundle's tree head")
+        elif not merkle.verify_inclusion(
+            proof.leaf_index, proof.tree_size, proof.leaf_hash, proof.audit_path, head.root_hash
+        ):
+            result.fail(pfile, f"inclusion proof of {uid} does not lead to the signed root")
+    return uid, proof.leaf_index, measurement
+
+
+def _check_verdicts(
+    files: dict[str, bytes],
+    uids: list[str],
+    measurements: list[dict[str, Any]],
+    analyzer: Analyzer | None,
+    result: Verification,
+) -> list[dict[str, Any]]:
+    verdicts = _load_json(files, "verdicts.json", result)
+    if not isinstance(verdicts, list):
+        if verdicts is not None:
+            result.fail("verdicts.json", "is not a list")
+        return []
+    if len(verdicts) != len(uids):
+        result.fail("verdicts.json", f"has {len(verdicts)} verdicts for {len(uids)} measurements")
+    for uid, measurement, verdict in zip(uids, measurements, verdicts, strict=False):
+        if not isinstance(verdict, dict) or verdict.get("measurement_uid") != uid:
+            result.fail("verdicts.json", f"verdict for {uid} is missing or out of order")
+            continue
+        if analyzer is None:
+            continue
+        again = msgspec.json.decode(canonical_json(analyzer(measurement)))
+        if again != verdict:
+            diff = sorted(k for k in set(again) | set(verdict) if again.get(k) != verdict.get(k))
+            result.fail(
+                "verdicts.json",
+                f"verdict for {uid} does not follow from the measurement "
+                f"(re-analysis differs in {', '.join(diff)}: "
+                f"bundled {verdict.get('verdict')!r}, re-derived {again.get('verdict')!r})",
+            )
+    return [v for v in verdicts if isinstance(v, dict)]
+
+
+def _check_event(
+    files: dict[str, bytes], manifest: dict[str, Any], uids: set[str], result: Verification
+) -> dict[str, Any] | None:
+    if "event.json" not in files and "event.json" not in (manifest.get("files") or {}):
+        return None
+    event = _load_json(files, "event.json", result)
+    if not isinstance(event, dict):
+        return None
+    subject = manifest.get("subject") or {}
+    if subject.get("event_id") not in (None, event.get("event_id")):
+        result.fail("event.json", "is not the event the manifest names")
+    evidence = event.get("evidence")
+    if not isinstance(evidence, list):
+        result.fail("event.json", "has no evidence list")
+        return event
+    for uid in evidence:
+        if uid not in uids:
+            result.fail("event.json", f"cites measurement {uid} that the bundle does not hold")
+    return event
+
+
+def _check_report(
+    files: dict[str, bytes],
+    manifest: dict[str, Any],
+    event: dict[str, Any] | None,
+    measurements: list[dict[str, Any]],
+    verdicts: list[dict[str, Any]],
+    result: Verification,
+) -> None:
+    if "report.html" not in files or "tree_head.json" not in files:
+        if "report.html" not in files:
+            result.fail("report.html", "missing from the bundle")
+        return
+    try:
+        head_json = msgspec.json.decode(files["tree_head.json"])
+        expected = render_report(
+            manifest={k: v for k, v in manifest.items() if k not in ("files", "signature")},
+            event=event,
+            measurements=measurements,
+            verdicts=verdicts,
+            tree_head=head_json,
+        ).encode("utf-8")
+    except Exception as exc:  # a malformed bundle must still produce a verdict, not a crash
+        result.fail("report.html", f"cannot be re-rendered: {type(exc).__name__}: {exc}")
+        return
+    if expected != files["report.html"]:
+        result.fail("report.html", "does not match what the bundle's contents say")

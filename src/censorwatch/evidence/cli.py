@@ -1,0 +1,515 @@
+"""``censorwatch keys`` and ``censorwatch evidence``: thin shells over the evidence modules."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+keys_app = typer.Typer(help="Probe signing keys (Ed25519). A key names a device, never a person.")
+evidence_app = typer.Typer(
+    help="Evidence: offline-verifiable bundles and transparency-log monitoring.",
+    no_args_is_help=True,
+)
+
+LOG_DIR_ENV = "CENSORWATCH_LOG_DIR"
+DEFAULT_DB = Path("censorwatch.duckdb")
+LOG_SUBDIR = "transparency-log"  # the collector keeps its log inside its archive directory
+MAX_EXPORT = 100_000
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+# -- keys ------------------------------------------------------------------------------------------
+
+
+@keys_app.command("init")
+def keys_init(
+    key: Annotated[
+        Path | None,
+        typer.Option(
+            "--key",
+            help="Key file (default $CENSORWATCH_PROBE_KEY or "
+            "$XDG_CONFIG_HOME/censorwatch/probe.key).",
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing key.")] = False,
+) -> None:
+    """Create this probe's signing key (mode 0600); refuses to overwrite one without --force."""
+    from censorwatch.evidence.formats import b64encode, key_id, public_key_bytes
+    from censorwatch.evidence.keys import KeyFileError, default_probe_key_path, generate_key_file
+
+    path = key or default_probe_key_path()
+    try:
+        private = generate_key_file(path, force=force)
+    except KeyFileError as exc:
+        raise _fail(str(exc)) from None
+    pub = public_key_bytes(private)
+    typer.echo(f"created probe key {key_id(pub)} in {path}")
+    typer.echo(f"public key (base64): {b64encode(pub)}")
+
+
+@keys_app.command("show")
+def keys_show(
+    key: Annotated[Path | None, typer.Option("--key", help="Key file.")] = None,
+) -> None:
+    """Print the key id and public key of this probe's key."""
+    from censorwatch.evidence.formats import b64encode, key_id, public_key_bytes
+    from censorwatch.evidence.keys import KeyFileError, default_probe_key_path, load_private_key
+
+    path = key or default_probe_key_path()
+    try:
+        pub = public_key_bytes(load_private_key(path))
+    except KeyFileError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(json.dumps({"key_id": key_id(pub), "public_key": b64encode(pub), "path": str(path)}))
+
+
+# -- measurement sources ---------------------------------------------------------------------------
+
+
+def _read_json_file(path: Path) -> Iterator[dict[str, Any]]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        if path.name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
+            for line in fh:
+                if line.strip():
+                    value = json.loads(line)
+                    if isinstance(value, dict):
+                        yield value
+            return
+        value = json.load(fh)
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, dict):
+            yield item
+
+
+def iter_measurement_files(paths: list[Path]) -> Iterator[dict[str, Any]]:
+    """Measurements from JSON, JSON-list, JSONL(.gz) files, or directories of them."""
+    suffixes = (".json", ".jsonl", ".jsonl.gz", ".ndjson", ".json.gz")
+    for path in paths:
+        files = (
+            sorted(p for p in path.rglob("*") if p.name.endswith(suffixes))
+            if (path.is_dir())
+            else [path]
+        )
+        for file in files:
+            yield from _read_json_file(file)
+
+
+def _host(value: Any) -> str | None:
+    from urllib.parse import urlsplit
+
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        host = urlsplit(value if "://" in value else f"//{value}").hostname
+    except ValueError:
+        return None
+    return host.lower() if host else None
+
+
+def _matches(m: dict[str, Any], filters: dict[str, Any]) -> bool:
+    from censorwatch.model import parse_time
+
+    if filters["cc"] and str(m.get("probe_cc", "")).upper() != filters["cc"]:
+        return False
+    if filters["asn"] and str(m.get("probe_asn", "")).upper() != filters["asn"]:
+        return False
+    if filters["input"] and filters["input"] != m.get("input"):
+        return False
+    if filters["domain"] and filters["domain"] != _host(m.get("input")):
+        return False
+    if filters["since"] or filters["until"]:
+        try:
+            t = parse_time(str(m.get("measurement_start_time")))
+        except ValueError:
+            return False
+        if (filters["since"] and t < filters["since"]) or (
+            filters["until"] and t >= filters["until"]
+        ):
+            return False
+    return True
+
+
+def _find_event(event_id: str, events_file: Path | None, db: Path | None) -> dict[str, Any]:
+    """The event record: from the events file when given, else recomputed from the store.
+
+    The collector names each measurement itself (its UID covers the report it was filed
+    under), so an event found from probe-side verdicts may cite UIDs the store does not use;
+    such an event is looked up again, by its (content-derived) id, among the store's events.
+    """
+    if events_file is not None:
+        record = next(
+            (r for r in _read_json_file(events_file) if r.get("event_id") == event_id), None
+        )
+        if record is None:
+            raise _fail(f"event {event_id} is not in {events_file}")
+        if db is None or _all_stored(db, record.get("evidence") or []):
+            return record
+        typer.echo(
+            f"note: the measurements {events_file} cites for {event_id} are stored under the "
+            "collector's UIDs; taking the event as found in the store",
+            err=True,
+        )
+    if db is None:
+        raise _fail("--event needs --events FILE.jsonl or --db")
+    for record in _events_from_store(db):
+        if record["event_id"] == event_id:
+            return record
+    raise _fail(f"event {event_id} is not among the events found in {db}")
+
+
+def _all_stored(db: Path, uids: list[str]) -> bool:
+    store = _open_store(db)
+    try:
+        return len(store.existing(list(uids))) == len(set(uids))
+    finally:
+        store.close()
+
+
+def _events_from_store(db: Path) -> list[dict[str, Any]]:
+    from censorwatch.events.tracker import EventTracker
+
+    store = _open_store(db)
+    try:
+        tracker = EventTracker()
+        tracker.update(store.iter_verdicts())
+    finally:
+        store.close()
+    return [ev.to_record() for ev in tracker.events()]
+
+
+def _from_store(
+    db: Path, archive: Path, uids: list[str] | None, filters: dict[str, Any], limit: int
+) -> list[dict[str, Any]]:
+    from censorwatch.collector.archive import Archive
+    from censorwatch.collector.pipeline import Pipeline
+    from censorwatch.store import Filters
+
+    store = _open_store(db)
+    try:
+        pipeline = Pipeline(Archive(archive), store, analyzer=lambda m: {})
+        if uids is None:
+            rows = store.query(
+                Filters(
+                    probe_cc=filters["cc"],
+                    probe_asn=filters["asn"],
+                    input=filters["input"],
+                    domain=filters["domain"],
+                    since=filters["since"].replace(tzinfo=None) if filters["since"] else None,
+                    until=filters["until"].replace(tzinfo=None) if filters["until"] else None,
+                ),
+                limit=limit,
+                offset=0,
+                order="asc",
+            )
+            uids = [row["measurement_uid"] for row in rows]
+        found = []
+        for uid in uids:
+            m = pipeline.raw(uid)
+            if m is None:
+                raise _fail(f"measurement {uid} is not in {archive}")
+            found.append(m)
+        return found
+    finally:
+        store.close()
+
+
+def _open_store(db: Path) -> Any:
+    from censorwatch.store import open_store
+
+    if not db.exists():
+        raise _fail(f"no store at {db}")
+    try:
+        return open_store(db, read_only=True)
+    except Exception as exc:  # DuckDB reports a live writer as a generic IOException
+        raise _fail(f"cannot open {db} ({exc}); is the collector still running?") from None
+
+
+# -- evidence --------------------------------------------------------------------------------------
+
+
+@evidence_app.command("export")
+def export(
+    out: Annotated[Path, typer.Option("--out", help="Bundle to write (zip).")],
+    event: Annotated[
+        str | None, typer.Option("--event", help="Export the evidence of this event.")
+    ] = None,
+    events_file: Annotated[
+        Path | None, typer.Option("--events", help="Event records (censorwatch events --json).")
+    ] = None,
+    measurements: Annotated[
+        list[Path] | None,
+        typer.Option("--measurements", help="Measurement files or directories (repeatable)."),
+    ] = None,
+    db: Annotated[
+        Path | None,
+        typer.Option("--db", help="The collector's store (default ./censorwatch.duckdb)."),
+    ] = None,
+    archive: Annotated[
+        Path, typer.Option("--archive", help="The collector's archive (with --db).")
+    ] = Path("censorwatch-archive"),
+    log_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--log-dir",
+            help=f"Transparency log (default ${LOG_DIR_ENV} or ARCHIVE/{LOG_SUBDIR}).",
+        ),
+    ] = None,
+    cc: Annotated[str | None, typer.Option("--cc", help="Only this country.")] = None,
+    asn: Annotated[str | None, typer.Option("--asn", help="Only this network (AS1234).")] = None,
+    input_: Annotated[str | None, typer.Option("--input", help="Only this input (URL).")] = None,
+    domain: Annotated[str | None, typer.Option("--domain", help="Only this host name.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="From this time (UTC).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Before this time (UTC).")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many.")] = 10_000,
+    fingerprints: Annotated[
+        Path | None, typer.Option("--fingerprints", help="Fingerprint directory for verdicts.")
+    ] = None,
+    asn_db: Annotated[Path | None, typer.Option("--asn-db", help="IP-to-ASN database.")] = None,
+) -> None:
+    """Write an offline-verifiable bundle for an event (--event) or for filtered measurements."""
+    from censorwatch.evidence.bundle import ExportError, export_bundle, measurement_uid_of
+    from censorwatch.evidence.log import LogBusyError, LogCorruptedError, TransparencyLog
+
+    if measurements and db:
+        raise _fail("give measurements with either --measurements or --db, not both")
+    if not measurements and db is None:
+        db = DEFAULT_DB  # what `censorwatch serve` writes when run with its defaults
+        if not db.exists():
+            raise _fail(f"no store at ./{db}: give --db DB --archive DIR, or --measurements")
+    filters = {
+        "cc": cc.upper() if cc else None,
+        "asn": asn.upper() if asn else None,
+        "input": input_,
+        "domain": domain.lower() if domain else None,
+        "since": _when(since, "--since"),
+        "until": _when(until, "--until"),
+    }
+    if event and any(filters.values()):
+        raise _fail("--event takes the event's own evidence; filters do not apply")
+    limit = max(1, min(limit, MAX_EXPORT))
+    record = _find_event(event, events_file, db) if event else None
+    wanted = list(dict.fromkeys(record.get("evidence") or [])) if record else None
+    if record is not None and not wanted:
+        raise _fail(f"event {event} cites no measurements")
+
+    if db is not None:
+        chosen = _from_store(db, archive, wanted, filters, limit)
+    else:
+        pool = iter_measurement_files(measurements or [])
+        if wanted is not None:
+            need = set(wanted)
+            by_uid = {}
+            for m in pool:
+                uid = measurement_uid_of(m)
+                if uid in need:
+                    by_uid[uid] = {**m, "measurement_uid": uid}
+            missing = [u for u in wanted if u not in by_uid]
+            if missing:
+                raise _fail(
+                    f"{len(missing)} measurements of the event were not found, e.g. {missing[0]}"
+                )
+            chosen = [by_uid[u] for u in wanted]
+        else:
+            chosen = []
+            for m in pool:
+                if _matches(m, filters):
+                    chosen.append(m)
+                    if len(chosen) >= limit:
+                        break
+
+    fp_dir = fingerprints or _default_fingerprints()
+    asn_db = asn_db or (
+        Path(os.environ["CENSORWATCH_ASN_DB"]) if os.environ.get("CENSORWATCH_ASN_DB") else None
+    )
+    subject = {"event_id": event} if event else {k: str(v) for k, v in filters.items() if v}
+    try:
+        with TransparencyLog(log_dir or _log_dir(archive)) as log:
+            manifest = export_bundle(
+                out,
+                log=log,
+                measurements=chosen,
+                event=record,
+                subject=subject,
+                fingerprints_dir=fp_dir,
+                asn_db=asn_db,
+            )
+            head = log.latest_head()
+    except (ExportError, LogBusyError, LogCorruptedError) as exc:
+        raise _fail(str(exc)) from None
+    assert head is not None
+    typer.echo(
+        f"wrote {out}: {len(manifest['measurements'])} measurements, proofs against the tree "
+        f"head of size {head.tree_size} (root {head.root_hash.hex()}) of log {head.log_id}"
+    )
+
+
+def _when(value: str | None, option: str) -> Any:
+    from censorwatch.model import parse_time
+
+    if not value:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError:
+        raise _fail(f"{option}: {value!r} is not a date or an RFC 3339 time") from None
+
+
+def _log_dir(archive: Path) -> Path:
+    env = os.environ.get(LOG_DIR_ENV)
+    return Path(env) if env else archive / LOG_SUBDIR
+
+
+def _default_fingerprints() -> Path | None:
+    from censorwatch.analysis.fingerprints import FILE_NAMES, FINGERPRINTS_ENV, default_dir
+
+    env = os.environ.get(FINGERPRINTS_ENV)
+    if env:
+        return Path(env)
+    root = default_dir()
+    if root.is_dir() and any(p.name in FILE_NAMES for p in root.rglob("*")):
+        return root
+    return None
+
+
+@evidence_app.command("verify")
+def verify(
+    bundle: Annotated[Path, typer.Argument(help="The bundle (zip).", exists=True, dir_okay=False)],
+    log_id: Annotated[
+        str | None,
+        typer.Option(
+            "--log-id", help="Require the log with this id (as published by its operator)."
+        ),
+    ] = None,
+    require_signatures: Annotated[
+        bool, typer.Option("--require-signatures", help="Fail on unsigned measurements.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Check a bundle offline: signatures, inclusion proofs, tree head, verdicts, report.
+
+    Exit 0 only if everything holds; otherwise every failed item is named and the exit is 1.
+    """
+    from datetime import UTC, datetime
+
+    from censorwatch.evidence.bundle import verify_bundle
+
+    result = verify_bundle(bundle, require_signatures=require_signatures)
+    if log_id is not None and result.log_id != log_id.lower():
+        result.fail("log_key.json", f"the bundle's log is {result.log_id}, not {log_id}")
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "ok": result.ok,
+                    "bundle": str(bundle),
+                    "measurements": result.measurements,
+                    "signed": result.signed,
+                    "unsigned": result.unsigned,
+                    "probe_keys": result.probe_keys,
+                    "log_id": result.log_id,
+                    "tree_size": result.tree_size,
+                    "root_hash": result.root_hash,
+                    "problems": [{"item": p.item, "message": p.message} for p in result.problems],
+                },
+                indent=2,
+            )
+        )
+        raise typer.Exit(0 if result.ok else 1)
+    if not result.ok:
+        typer.echo(f"FAILED {bundle}: {len(result.problems)} problem(s)")
+        for p in result.problems:
+            typer.echo(f"  - {p}")
+        raise typer.Exit(1)
+    when = datetime.fromtimestamp((result.tree_head_time or 0) / 1000, UTC)
+    typer.echo(f"VERIFIED {bundle}")
+    typer.echo(
+        f"  {result.measurements} measurements: {result.signed} signed by "
+        f"{len(result.probe_keys)} probe key(s), {result.unsigned} unsigned"
+    )
+    typer.echo(
+        f"  every inclusion proof leads to root {result.root_hash} of the tree of "
+        f"{result.tree_size} entries signed {when:%Y-%m-%d %H:%M:%S} UTC by log "
+        f"{result.log_id}"
+    )
+    typer.echo("  every verdict re-derived from its measurement; report.html matches the contents")
+    if result.probe_keys:
+        typer.echo(f"  probe keys: {', '.join(result.probe_keys)}")
+    if log_id is None:
+        typer.echo(
+            "  note: this proves the bundle is consistent with log "
+            f"{result.log_id}; pin it with --log-id to the id its operator publishes"
+        )
+
+
+@evidence_app.command("monitor")
+def monitor(
+    url: Annotated[str, typer.Argument(help="The collector's base URL, e.g. https://host:8000")],
+    state: Annotated[
+        Path | None, typer.Option("--state", help="Where the last verified head is kept.")
+    ] = None,
+    log_id: Annotated[
+        str | None, typer.Option("--log-id", help="The log id to expect on first contact.")
+    ] = None,
+) -> None:
+    """Check that the log's current tree head extends the one seen last time (as CT monitors do).
+
+    Exit 0: consistent; 1: the log misbehaved (both heads are saved as evidence); 2: no answer.
+    """
+    from censorwatch.evidence.monitor import MonitorError, check_log, default_state_path
+
+    state_path = state or default_state_path(url)
+    try:
+        result = check_log(url, state_path, log_id)
+    except MonitorError as exc:
+        raise _fail(str(exc)) from None
+    for note in result.notes:
+        typer.echo(f"  {note}", err=True)
+    if not result.ok:
+        typer.echo(f"ALERT {url}: {result.message}")
+        raise typer.Exit(1)
+    head = result.current
+    assert head is not None
+    typer.echo(f"OK {url}: {result.message} (root {head.root_hash.hex()})")
+
+
+@evidence_app.command("log-info")
+def log_info(
+    log_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--log-dir",
+            help=f"Log directory (default ${LOG_DIR_ENV} or ./censorwatch-archive/{LOG_SUBDIR}).",
+        ),
+    ] = None,
+) -> None:
+    """Print the log's id and public key (publish them) and its latest signed tree head."""
+    from censorwatch.evidence.formats import b64encode
+    from censorwatch.evidence.log import LogBusyError, LogCorruptedError, TransparencyLog
+
+    directory = log_dir or _log_dir(Path("censorwatch-archive"))
+    if not (directory / "log.key").exists():
+        raise _fail(f"no log in {directory}")
+    try:
+        with TransparencyLog(directory) as log:
+            head = log.latest_head()
+            info = {
+                "log_id": log.log_id,
+                "public_key": b64encode(log.public_key),
+                "size": log.size,
+                "latest_tree_head": head.to_json() if head else None,
+                "tree_heads_published": len(log.heads()),
+            }
+    except (LogBusyError, LogCorruptedError) as exc:
+        raise _fail(f"{exc} (a running collector serves the same at /api/v1/log/key)") from None
+    typer.echo(json.dumps(info, indent=2))

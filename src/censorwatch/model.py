@@ -1,0 +1,153 @@
+"""The data model shared by every stage: measurements, verdicts, and the helpers that name them.
+
+A *measurement* is an OONI data-format measurement and stays a plain ``dict`` (the format is
+open-ended: OONI adds keys, censorwatch adds ``x_``-prefixed ones). Everything censorwatch
+derives from measurements is typed here, so that every stage agrees on one shape.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+
+VerdictKind = Literal["ok", "blocked", "down", "unknown"]
+LayerState = Literal["ok", "blocked", "down", "unknown"] | None
+
+#: Every blocking method a verdict can name (docs/verdicts.md says what each means).
+METHODS: tuple[str, ...] = (
+    "dns.nxdomain",
+    "dns.bogon",
+    "dns.forged",
+    "dns.failure",
+    "tcp.timeout",
+    "tcp.reset",
+    "tls.reset",
+    "tls.timeout",
+    "tls.mitm",
+    "http.blockpage",
+    "http.reset",
+    "http.timeout",
+    "http.diff",
+    "quic.blocked",
+    "throttled",
+)
+
+OONI_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+class Layers(msgspec.Struct, omit_defaults=False):
+    dns: LayerState = None
+    tcp: LayerState = None
+    tls: LayerState = None
+    http: LayerState = None
+
+
+class Verdict(msgspec.Struct, omit_defaults=False):
+    """What the analysis concludes about one measurement: the stable verdict record."""
+
+    measurement_uid: str
+    report_id: str
+    input: str | None
+    target: str | None
+    probe_cc: str
+    probe_asn: str
+    measurement_start_time: str  # RFC 3339, UTC
+    verdict: VerdictKind
+    method: str | None = None
+    confidence: float = 0.0
+    confirmed: bool = False
+    fingerprint: str | None = None
+    evidence: list[str] = msgspec.field(default_factory=list)
+    layers: Layers = msgspec.field(default_factory=Layers)
+
+    def to_record(self) -> dict[str, Any]:
+        return msgspec.to_builtins(self)
+
+
+def canonical_json(obj: Any) -> bytes:
+    """A deterministic serialisation: UTF-8, keys sorted, no insignificant whitespace.
+
+    Used wherever bytes must be reproducible: measurement UIDs, signatures, log leaves.
+    """
+    return msgspec.json.encode(obj, order="sorted")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def ooni_time(dt: datetime) -> str:
+    """OONI's measurement time format (UTC, ``YYYY-MM-DD HH:MM:SS``)."""
+    return dt.astimezone(UTC).strftime(OONI_TIME_FORMAT)
+
+
+def parse_time(value: str) -> datetime:
+    """Read OONI's ``YYYY-MM-DD HH:MM:SS`` or RFC 3339; the result is timezone-aware UTC."""
+    value = value.strip()
+    if value.endswith("Z"):
+        value = value[:-1] + "+00:00"
+    dt = datetime.fromisoformat(value)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+def rfc3339(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def derive_measurement_uid(measurement: dict[str, Any]) -> str:
+    """A stable identifier: the same measurement always gets the same UID.
+
+    Shaped like OONI's (``YYYYMMDDhhmmss.ffffff_CC_testname_hex``) so that tools that split
+    OONI UIDs keep working; the tail is a content hash rather than a random number, which is
+    what makes resubmission idempotent.
+    """
+    body = {k: v for k, v in measurement.items() if k not in ("measurement_uid", "x_signature")}
+    digest = hashlib.sha256(canonical_json(body)).hexdigest()
+    try:
+        start = parse_time(str(measurement.get("measurement_start_time") or ""))
+        stamp = start.strftime("%Y%m%d%H%M%S")
+    except ValueError:
+        stamp = "00000000000000"
+    cc = str(measurement.get("probe_cc") or "ZZ")[:2].upper()
+    test = str(measurement.get("test_name") or "unknown").replace("_", "")
+    return f"{stamp}.{int(digest[:6], 16) % 1000000:06d}_{cc}_{test}_{digest[:16]}"
+
+
+class Bracket(msgspec.Struct, omit_defaults=False):
+    """When a change happened: strictly after ``after`` and no later than ``before`` (RFC 3339).
+
+    ``after`` is null when no measurement precedes the change (the series starts blocked).
+    """
+
+    after: str | None
+    before: str
+
+
+EventScope = Literal["network", "national"]
+EventStatus = Literal["ongoing", "ended"]
+
+
+class Event(msgspec.Struct, omit_defaults=False):
+    """A block seen on one network (scope ``network``) or on several networks of one country at
+    the same time (scope ``national``): the stable event record (docs/events.md)."""
+
+    event_id: str
+    scope: EventScope
+    cc: str
+    asns: list[str]
+    target: str
+    methods: list[str]
+    onset: Bracket
+    end: Bracket | None
+    status: EventStatus
+    confidence: float
+    measurements: dict[str, int]
+    evidence: list[str]
+
+    def to_record(self) -> dict[str, Any]:
+        return msgspec.to_builtins(self)

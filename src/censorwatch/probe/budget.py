@@ -1,0 +1,45 @@
+"""Time and byte budgets for every network step, in one place so that they are visible.
+
+A probe runs on networks that misbehave on purpose: every read has a cap and every wait has a
+deadline, so a hostile server can cost at most these amounts, never more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DNS_TIMEOUT = 4.0  # seconds per query
+DNS_DUPLICATE_WINDOW = 2.0  # keep listening (in the background) this long for late UDP answers
+DNS_MAX_RESPONSE = 65535  # bytes (a DNS message never exceeds this)
+CONNECT_TIMEOUT = 5.0
+TLS_TIMEOUT = 5.0
+QUIC_TIMEOUT = 3.0  # a QUIC handshake (in parallel with TCP/TLS to the same address)
+HTTP_TIMEOUT = 10.0  # whole request: connect, handshake, headers and body
+HTTP_MAX_HEADERS = 64 * 1024  # bytes of the response head
+HTTP_MAX_BODY = 1 << 20  # bytes of body kept in the measurement
+HTTP_MAX_REDIRECTS = 10
+CONTROL_TIMEOUT = 15.0
+CONTROL_MAX_RESPONSE = 1 << 20
+THROUGHPUT_SECONDS = 4.0
+THROUGHPUT_MAX_BYTES = 16 << 20
+URL_DEADLINE = 45.0  # everything for one URL, control and throughput included
+MAX_ADDRESSES = 8  # addresses per host measured with TCP/TLS (from all resolvers)
+
+
+@dataclass(frozen=True)
+class Budgets:
+    dns_timeout: float = DNS_TIMEOUT
+    dns_duplicate_window: float = DNS_DUPLICATE_WINDOW
+    connect_timeout: float = CONNECT_TIMEOUT
+    tls_timeout: float = TLS_TIMEOUT
+    quic_timeout: float = QUIC_TIMEOUT
+    http_timeout: float = HTTP_TIMEOUT
+    http_max_headers: int = HTTP_MAX_HEADERS
+    http_max_body: int = HTTP_MAX_BODY
+    max_redirects: int = HTTP_MAX_REDIRECTS
+    control_timeout: float = CONTROL_TIMEOUT
+    control_max_response: int = CONTROL_MAX_RESPONSE
+    throughput_seconds: float = THROUGHPUT_SECONDS
+    throughput_max_bytes: int = THROUGHPUT_MAX_BYTES
+    url_deadline: float = URL_DEADLINE
+    max_addresses: int = MAX_ADDRESSES

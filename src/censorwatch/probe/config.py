@@ -1,0 +1,127 @@
+"""Everything a probe run needs to know, from options or, as defaults, the environment.
+
+Inside ``censorwatch testbed exec`` the testbed sets the ``CENSORWATCH_*`` variables below, so
+``censorwatch probe --url https://x.com/`` finds its CA, control and resolvers unaided.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from censorwatch.netinfo import AddressPlan, address_plan
+from censorwatch.probe.budget import Budgets
+from censorwatch.probe.dns import parse_hostport
+from censorwatch.probe.tls import TrustAnchors
+
+ENV_CA = "CENSORWATCH_CA"
+ENV_CONTROL = "CENSORWATCH_CONTROL"
+ENV_UDP_RESOLVER = "CENSORWATCH_UDP_RESOLVER"
+ENV_DOH_URL = "CENSORWATCH_DOH_URL"
+ENV_PROBE_ASN = "CENSORWATCH_PROBE_ASN"
+ENV_PROBE_CC = "CENSORWATCH_PROBE_CC"
+ENV_PROBE_NETWORK_NAME = "CENSORWATCH_PROBE_NETWORK_NAME"
+ENV_REFERENCE_URL = "CENSORWATCH_REFERENCE_URL"
+ENV_TESTBED = "CENSORWATCH_TESTBED"
+
+SOFTWARE_NAME = "censorwatch"
+TEST_VERSION = "0.5.28-cw"
+
+
+def system_resolver(resolv_conf: str | Path = "/etc/resolv.conf") -> tuple[str, int] | None:
+    """The first ``nameserver`` of resolv.conf (what the operating system would ask)."""
+    try:
+        text = Path(resolv_conf).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            return parts[1].split("%", 1)[0], 53
+    return None
+
+
+def make_report_id(start: datetime, cc: str, asn: str) -> str:
+    """OONI-like: ``YYYYMMDDThhmmssZ_webconnectivity_CC_ASN_n1_random``."""
+    stamp = start.strftime("%Y%m%dT%H%M%SZ")
+    number = asn.upper().removeprefix("AS") or "0"
+    return f"{stamp}_webconnectivity_{cc.upper()}_{number}_n1_{secrets.token_urlsafe(12)}"
+
+
+@dataclass
+class ProbeConfig:
+    """Resolvers, control, trust anchors, metadata and budgets for one run."""
+
+    system_resolver: tuple[str, int] | None = None
+    udp_resolver: tuple[str, int] | None = None
+    doh_url: str | None = None
+    control_url: str | None = None
+    cafile: str | None = None
+    testbed: str | None = None
+    probe_asn: str = "AS0"
+    probe_cc: str = "ZZ"
+    probe_network_name: str = ""
+    reference_url: str | None = None
+    throughput: bool = False
+    quic: bool = True
+    budgets: Budgets = field(default_factory=Budgets)
+    plan: AddressPlan = field(default_factory=lambda: address_plan(None))
+    report_id: str = ""
+    software_version: str = ""
+    _anchors: TrustAnchors | None = None
+    signing_key: object = None  # an Ed25519 private key: each measurement is signed when set
+
+    @property
+    def anchors(self) -> TrustAnchors:
+        """The ``--ca`` file, plus the system store except in testbed mode."""
+        if self._anchors is None:
+            self._anchors = TrustAnchors(self.cafile, system=not self.testbed)
+        return self._anchors
+
+    @classmethod
+    def from_env(
+        cls,
+        *,
+        system_resolver_opt: str | None = None,
+        udp_resolver: str | None = None,
+        doh_url: str | None = None,
+        control_url: str | None = None,
+        cafile: str | None = None,
+        testbed: str | None = None,
+        probe_asn: str | None = None,
+        probe_cc: str | None = None,
+        probe_network_name: str | None = None,
+        reference_url: str | None = None,
+        asn_db: str | None = None,
+        throughput: bool = False,
+        quic: bool = True,
+        budgets: Budgets | None = None,
+        env: dict[str, str] | None = None,
+    ) -> ProbeConfig:
+        """Options win over ``CENSORWATCH_*`` variables, which win over built-in defaults."""
+        env = dict(os.environ) if env is None else env
+        from censorwatch import __version__
+
+        udp = udp_resolver or env.get(ENV_UDP_RESOLVER)
+        return cls(
+            system_resolver=parse_hostport(system_resolver_opt)
+            if system_resolver_opt
+            else system_resolver(),
+            udp_resolver=parse_hostport(udp) if udp else None,
+            doh_url=doh_url or env.get(ENV_DOH_URL) or None,
+            control_url=control_url or env.get(ENV_CONTROL) or None,
+            cafile=cafile or env.get(ENV_CA) or None,
+            testbed=testbed or env.get(ENV_TESTBED) or None,
+            probe_asn=(probe_asn or env.get(ENV_PROBE_ASN) or "AS0").upper(),
+            probe_cc=(probe_cc or env.get(ENV_PROBE_CC) or "ZZ").upper(),
+            probe_network_name=probe_network_name or env.get(ENV_PROBE_NETWORK_NAME) or "",
+            reference_url=reference_url or env.get(ENV_REFERENCE_URL) or None,
+            throughput=throughput,
+            quic=quic,
+            budgets=budgets or Budgets(),
+            plan=address_plan(asn_db),
+            software_version=str(__version__),
+        )

@@ -1,0 +1,119 @@
+"""Download rate of a platform's large object, next to that of a reference object.
+
+A throttled platform and a slow network look alike from one download. Fetching the platform's
+object and, right after, a same-size object from a host that is no target separates the two:
+only the platform's rate drops. Bytes over time go to ``network_events``
+(``bytes_received_cumulative``), the summary to ``x_throughput``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from censorwatch import failures
+from censorwatch.probe import http, tls
+from censorwatch.probe.budget import Budgets
+from censorwatch.probe.scrub import Scrubber
+
+DEFAULT_PATH = "/censorwatch/throughput.bin"
+SAMPLE_EVERY = 0.05  # seconds between recorded samples (plus first and last)
+
+
+def object_url(url: str, path: str | None = None) -> str:
+    """``<scheme>://<host>[:port]`` of ``url`` with the throughput object's path."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, path or DEFAULT_PATH, "", ""))
+
+
+@dataclass
+class Download:
+    url: str
+    address: str = ""
+    failure: str | None = None
+    status_code: int | None = None
+    bytes: int = 0
+    seconds: float = 0.0
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def bps(self) -> float:
+        return round(self.bytes * 8 / self.seconds, 1) if self.seconds > 0 else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "address": self.address,
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 6),
+            "bps": self.bps,
+            "status_code": self.status_code,
+            "failure": self.failure,
+        }
+
+
+async def download(
+    url: str,
+    resolve: http.Resolver,
+    *,
+    clock: float,
+    budgets: Budgets,
+    anchors: tls.TrustAnchors,
+    scrubber: Scrubber | None = None,
+    tag: str,
+) -> Download:
+    """Fetch ``url`` for at most the throughput time budget and byte cap, sampling progress."""
+    result = Download(url)
+    host = urlsplit(url).hostname or ""
+    addresses, failure = await resolve(host)
+    if not addresses:
+        result.failure = failure or failures.DNS_NO_ANSWER
+        return result
+    started = time.monotonic()
+    last = [-SAMPLE_EVERY]
+    tags = [f"x_throughput={tag}"]
+
+    def on_bytes(total: int) -> None:
+        now = time.monotonic()
+        if now - started - last[0] >= SAMPLE_EVERY:
+            last[0] = now - started
+            result.events.append(_event(total, now - clock, result.address, tags))
+
+    result.address = f"{addresses[0]}"
+    exchange = await http.fetch_once(
+        url,
+        addresses[0],
+        clock=clock,
+        budgets=budgets,
+        anchors=anchors,
+        scrubber=scrubber,
+        max_body=budgets.throughput_max_bytes,
+        keep_body=False,
+        timeout=budgets.throughput_seconds,
+        on_bytes=on_bytes,
+    )
+    result.address = exchange.address
+    result.seconds = time.monotonic() - started
+    result.bytes = exchange.body_length
+    result.status_code = exchange.status_code
+    # Running out of the time budget mid-body is the measurement, not a failure.
+    if exchange.failure and not (
+        exchange.failure == failures.GENERIC_TIMEOUT and exchange.body_length > 0
+    ):
+        result.failure = exchange.failure
+    result.events.append(_event(result.bytes, time.monotonic() - clock, result.address, tags))
+    return result
+
+
+def _event(total: int, t: float, address: str, tags: list[str]) -> dict[str, Any]:
+    return {
+        "address": address,
+        "failure": None,
+        "num_bytes": total,
+        "operation": "bytes_received_cumulative",
+        "proto": "tcp",
+        "t": round(t, 6),
+        "tags": tags,
+    }

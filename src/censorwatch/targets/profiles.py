@@ -1,0 +1,56 @@
+"""Platform profiles: every endpoint a person needs for one platform to work.
+
+A profile is a TOML file in ``targets/profiles/<name>.toml`` (or any path)::
+
+    name = "x"
+    [[endpoint]]
+    url = "https://pbs.twimg.com/"
+    media = true                       # also measure throughput
+    throughput_path = "/big.bin"       # optional; default /censorwatch/throughput.bin
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from censorwatch.targets import Target, check_url
+
+PROFILE_DIR = Path(__file__).with_name("profiles")
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
+
+
+def path_of(name: str) -> Path:
+    candidate = Path(name)
+    if candidate.suffix == ".toml" and candidate.is_file():
+        return candidate
+    path = PROFILE_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise ValueError(f"unknown profile {name!r} (known: {', '.join(available())})")
+    return path
+
+
+def load(name: str) -> list[Target]:
+    """The profile's endpoints as targets; an invalid endpoint is an error, not a warning."""
+    path = path_of(name)
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    label = data.get("name", path.stem)
+    targets = []
+    for i, endpoint in enumerate(data.get("endpoint", []), 1):
+        url = str(endpoint.get("url", ""))
+        problem = check_url(url)
+        if problem:
+            raise ValueError(f"{path}: endpoint {i}: {problem}: {url!r}")
+        targets.append(
+            Target(
+                url,
+                category_code=str(endpoint.get("category_code", "")),
+                media=bool(endpoint.get("media", False)),
+                throughput_path=endpoint.get("throughput_path"),
+                source=f"profile:{label}",
+            )
+        )
+    return targets

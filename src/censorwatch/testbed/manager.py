@@ -1,0 +1,349 @@
+"""Bring a testbed up, change it, look at it, run programs in it, and take it down.
+
+``down`` needs nothing but the testbed id: it finds namespaces by their name prefix and
+processes by namespace, so it also cleans up after a crashed or interrupted ``up``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from censorwatch.testbed import censor, netns
+from censorwatch.testbed import plan as planmod
+from censorwatch.testbed import scenario as scenariomod
+from censorwatch.testbed.pki import CertificateAuthority
+from censorwatch.testbed.state import TestbedState, write_json
+
+READY_TIMEOUT = 30.0
+
+
+class TestbedError(RuntimeError):
+    """The testbed cannot do what was asked; the message says why and what to do."""
+
+
+def _prefix(tb_id: str) -> str:
+    return f"{tb_id}-"
+
+
+def existing_namespaces(tb_id: str) -> list[str]:
+    return [n for n in netns.list_namespaces() if n.startswith(_prefix(tb_id))]
+
+
+# -- up --------------------------------------------------------------------------------------
+def _make_pki(state: TestbedState, plan: planmod.TestbedPlan) -> None:
+    ca = CertificateAuthority.create("censorwatch testbed root CA")
+    state.pki_dir.mkdir(parents=True, exist_ok=True)
+    ca.save(state.ca_file, state.pki_dir / "ca.key")
+    sites = state.pki_dir / "sites"
+    for host in [*plan.hosts, planmod.REFERENCE_HOST]:
+        ca.issue([host], directory=sites, stem=host)
+    ca.issue(["default.testbed.example"], directory=sites, stem="default")
+    ca.issue(sorted(plan.hosts), directory=sites, stem="quic")
+    ca.issue(["dns.testbed.example"], [planmod.DOH_RESOLVER], directory=sites, stem="doh")
+    ca.issue(["control.testbed.example"], [planmod.CONTROL], directory=sites, stem="control")
+    # The censor's own authority: nobody trusts it, as with a state-issued interception root.
+    censor_ca = CertificateAuthority.create("Censor interception root")
+    censor_ca.save(state.pki_dir / "censor-ca.pem", state.pki_dir / "censor-ca.key")
+    censor_ca.issue(["blocked.censor.example"], directory=state.pki_dir / "censor",
+                    stem="blocked")
+
+
+def _build_network(plan: planmod.TestbedPlan) -> None:
+    router, inet = plan.router_ns, plan.internet_ns
+    for ns in (router, inet):
+        netns.add_namespace(ns)
+    netns.enable_forwarding(router)
+    lan_router, lan_inet = planmod.INTERNET_LINK
+    netns.veth(router, "inet", inet, "eth0")
+    netns.address(router, "inet", f"{lan_router}/24")
+    netns.address(inet, "eth0", f"{lan_inet}/24")
+    netns.route(inet, "default", "via", lan_router)
+    netns.route(router, "default", "via", lan_inet)
+    # Private answers (a bogon DNS answer) lead nowhere, as on the real internet.
+    for prefix in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"):
+        netns.route(router, "unreachable", prefix)
+    for address in plan.service_addresses():
+        netns.address(inet, "lo", f"{address}/32")
+    for net in plan.networks:
+        netns.add_namespace(net.censor_ns)
+        netns.add_namespace(net.probe_ns)
+        netns.enable_forwarding(net.censor_ns)
+        netns.veth(net.censor_ns, "lan", net.probe_ns, "eth0")
+        netns.veth(net.censor_ns, "wan", router, f"n{net.index}")
+        netns.address(net.probe_ns, "eth0", f"{net.probe_ip}/24")
+        netns.address(net.censor_ns, "lan", f"{net.censor_lan_ip}/24")
+        netns.address(net.censor_ns, "wan", f"{net.censor_wan_ip}/24")
+        netns.address(router, f"n{net.index}", f"{net.router_ip}/24")
+        netns.route(net.probe_ns, "default", "via", net.censor_lan_ip)
+        netns.route(net.censor_ns, "default", "via", net.router_ip)
+        netns.route(router, f"100.64.{net.index}.0/24", "via", net.censor_wan_ip)
+        netns.set_resolv_conf(net.probe_ns, net.censor_lan_ip)
+        censor.install_base(net)
+    down_sites = [h for h in plan.hosts.values() if h.target.down]
+    for host in down_sites:
+        for address in host.addresses:
+            netns.run(["iptables", "-A", "INPUT", "-p", "tcp", "-d", f"{address}/32",
+                       "-j", "REJECT", "--reject-with", "tcp-reset"], ns=inet)
+
+
+def _spawn(state: TestbedState, ns: str | None, name: str, args: list[str]) -> int:
+    state.logs.mkdir(parents=True, exist_ok=True)
+    log = open(state.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+    cmd = ["ip", "netns", "exec", ns, *args] if ns else args
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    log.close()
+    return proc.pid
+
+
+def _python(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def _control_command(state: TestbedState) -> list[str]:
+    sites = state.pki_dir / "sites"
+    return _python(
+        "censorwatch", "control", "serve",
+        "--host", planmod.CONTROL, "--port", "443",
+        "--certfile", str(sites / "control.pem"), "--keyfile", str(sites / "control.key"),
+        "--resolver", f"{planmod.PUBLIC_RESOLVER}:53", "--ca", str(state.ca_file),
+        "--asn-db", str(state.address_plan_file), "--testbed",
+    )
+
+
+def _wait_for(state: TestbedState, checks: list[tuple[str, str, int]]) -> None:
+    """Wait until each (namespace, address, tcp port) accepts connections."""
+    script = (
+        "import socket,sys,time\n"
+        "deadline=time.monotonic()+float(sys.argv[1])\n"
+        "for spec in sys.argv[2:]:\n"
+        "    host,port=spec.rsplit(':',1)\n"
+        "    while True:\n"
+        "        try:\n"
+        "            socket.create_connection((host,int(port)),timeout=1).close(); break\n"
+        "        except OSError:\n"
+        "            if time.monotonic()>deadline: sys.exit(f'{spec} never came up')\n"
+        "            time.sleep(0.1)\n"
+    )
+    by_ns: dict[str, list[str]] = {}
+    for ns, address, port in checks:
+        by_ns.setdefault(ns, []).append(f"{address}:{port}")
+    for ns, specs in by_ns.items():
+        proc = netns.run([sys.executable, "-c", script, str(READY_TIMEOUT), *specs], ns=ns,
+                         check=False, timeout=READY_TIMEOUT + 10)
+        if proc.returncode != 0:
+            raise TestbedError(
+                f"testbed services did not start in {ns}: {proc.stderr.strip()}"
+            )
+
+
+def up(scenario_spec: str, tb_id: str, *, replace: bool = False) -> TestbedState:
+    scenario = scenariomod.load(scenario_spec)
+    state = TestbedState.for_id(tb_id)
+    if state.exists() or existing_namespaces(tb_id):
+        if not replace:
+            raise TestbedError(
+                f"testbed {tb_id!r} is already up (or left over from a crash); "
+                "run `censorwatch testbed down` first, or use --replace"
+            )
+        down(tb_id)
+    if os.geteuid() != 0:
+        raise TestbedError("the testbed builds network namespaces and needs root")
+    for tool in ("ip", "iptables", "iptables-restore", "tc"):
+        if shutil.which(tool) is None:
+            raise TestbedError(f"{tool} is missing: run `bash scripts/run.sh setup` as root")
+    plan = planmod.build(scenario, tb_id)
+    state.folder.mkdir(parents=True, exist_ok=True)
+    source = Path(scenario_spec)
+    if source.is_file():
+        state.scenario_file.write_text(source.read_text(encoding="utf-8"))
+    else:
+        from importlib import resources
+
+        shipped = resources.files("censorwatch.testbed") / "scenarios" / f"{scenario_spec}.toml"
+        state.scenario_file.write_text(shipped.read_text(encoding="utf-8"))
+    info: dict[str, Any] = {"id": tb_id, "scenario": scenario.name,
+                            "scenario_source": scenario.source, "pids": {}}
+    state.write_info(info)
+    try:
+        _make_pki(state, plan)
+        write_json(state.address_plan_file, plan.address_plan())
+        _build_network(plan)
+        for net in plan.networks:
+            write_json(state.policy_file(net.asn), censor.policy(plan, net, {}))
+        pids = info["pids"]
+        pids["internet"] = _spawn(state, plan.internet_ns, "internet",
+                                  _python("censorwatch.testbed.services.internet",
+                                          str(state.folder)))
+        pids["control"] = _spawn(state, plan.internet_ns, "control", _control_command(state))
+        for net in plan.networks:
+            pids[f"censor-{net.asn}"] = _spawn(
+                state, net.censor_ns, f"censor-{net.asn}",
+                _python("censorwatch.testbed.services.censord", str(state.folder), net.asn))
+        state.write_info(info)
+        checks = [(plan.internet_ns, planmod.CONTROL, 443),
+                  (plan.internet_ns, planmod.DOH_RESOLVER, 443)]
+        down_addresses = {a for h in plan.hosts.values() if h.target.down for a in h.addresses}
+        checks += [(plan.internet_ns, a, 443) for a in plan.service_addresses()[4:]
+                   if a not in down_addresses]
+        checks += [(net.censor_ns, net.censor_wan_ip, 443) for net in plan.networks]
+        _wait_for(state, checks)
+        info["started_at"] = time.time()
+        state.write_info(info)
+        # Censorship scheduled from the start is in force before `up` returns.
+        for c in scenario.censors:
+            if c.start == 0:
+                censor.set_censor(state, plan, c.network, c.method, list(c.targets), True,
+                                  c.rate, c.loss)
+        if any(c.start > 0 or c.end is not None for c in scenario.censors):
+            info["pids"]["scheduler"] = _spawn(
+                state, None, "scheduler",
+                _python("censorwatch.testbed.scheduler", str(state.folder)))
+            state.write_info(info)
+    except BaseException as exc:
+        tails = _log_tails(state)
+        down(tb_id)
+        if isinstance(exc, TestbedError | netns.CommandError) and tails:
+            raise TestbedError(f"{exc}\n{tails}") from exc
+        raise
+    return state
+
+
+def _log_tails(state: TestbedState, lines: int = 15) -> str:
+    """The end of each service log, so a failed start explains itself after cleanup."""
+    parts = []
+    for log in sorted(state.logs.glob("*.log")) if state.logs.is_dir() else []:
+        text = log.read_text(errors="replace").strip().splitlines()[-lines:]
+        if text:
+            parts.append(f"--- {log.name}\n" + "\n".join(text))
+    return "\n".join(parts)
+
+
+# -- down ------------------------------------------------------------------------------------
+def _is_ours(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"censorwatch" in cmdline
+
+
+def down(tb_id: str) -> list[str]:
+    """Remove every namespace, process, rule and file of the testbed; say what was removed."""
+    removed: list[str] = []
+    state = TestbedState.for_id(tb_id)
+    if state.info_file.is_file():
+        try:
+            pids = json.loads(state.info_file.read_text()).get("pids", {})
+        except ValueError:
+            pids = {}
+        scheduler = pids.get("scheduler")
+        if scheduler and _is_ours(scheduler):
+            netns.kill_pids([scheduler])
+            removed.append(f"process scheduler ({scheduler})")
+    for ns in existing_namespaces(tb_id):
+        netns.delete_namespace(ns)
+        removed.append(f"namespace {ns}")
+    etc = Path("/etc/netns")
+    if etc.is_dir():
+        for folder in etc.glob(f"{_prefix(tb_id)}*"):
+            shutil.rmtree(folder, ignore_errors=True)
+    if state.folder.exists():
+        shutil.rmtree(state.folder, ignore_errors=True)
+        removed.append(f"state {state.folder}")
+    return removed
+
+
+# -- set / status / exec ---------------------------------------------------------------------
+def require(tb_id: str) -> TestbedState:
+    state = TestbedState.for_id(tb_id)
+    if not state.exists():
+        raise TestbedError(f"no testbed {tb_id!r} is up; start one with `censorwatch testbed up`")
+    return state
+
+
+def set_method(tb_id: str, network: str, method: str, targets: list[str], on: bool,
+               rate: str | None = None, loss: str | None = None) -> dict:
+    state = require(tb_id)
+    plan = state.plan()
+    hosts = [scenariomod.normalise_host(t) for t in targets]
+    if rate is not None:
+        rate = scenariomod.parse_rate(rate, "--rate")
+    fraction = scenariomod.parse_loss(loss, "--loss") if loss is not None else None
+    try:
+        return censor.set_censor(state, plan, network, method, hosts, on, rate, fraction)
+    except (KeyError, ValueError) as exc:
+        raise TestbedError(str(exc).strip("'\"")) from exc
+
+
+def status(tb_id: str) -> dict[str, Any]:
+    state = require(tb_id)
+    info = state.info()
+    plan = state.plan()
+    started = info.get("started_at")
+    elapsed = time.time() - started if started else None
+    active = state.active()
+    networks = []
+    for net in plan.networks:
+        networks.append({
+            "asn": net.asn, "cc": net.network.cc, "name": net.network.name,
+            "probe_namespace": net.probe_ns, "probe_ip": net.probe_ip,
+            "resolver": net.censor_lan_ip,
+            "active": active.get(net.asn, {}),
+        })
+    upcoming = []
+    for c in plan.scenario.censors:
+        for when, on in ((c.start, True), (c.end, False)):
+            if when is not None and elapsed is not None and when > elapsed:
+                upcoming.append({"at": when, "in": round(when - elapsed, 1),
+                                 "network": c.network, "method": c.method, "on": on,
+                                 "targets": list(c.targets)})
+    processes = {name: netns._exists(pid) for name, pid in info.get("pids", {}).items()}
+    return {
+        "id": tb_id, "scenario": info.get("scenario"), "state_dir": str(state.folder),
+        "elapsed_seconds": round(elapsed, 1) if elapsed is not None else None,
+        "networks": networks, "upcoming": sorted(upcoming, key=lambda u: u["at"]),
+        "processes": processes, "hosts": {h: p.addresses for h, p in plan.hosts.items()},
+    }
+
+
+def probe_environment(tb_id: str, network: str) -> tuple[str, dict[str, str]]:
+    """The probe namespace of a network, and what a probe inside it needs to know."""
+    state = require(tb_id)
+    plan = state.plan()
+    try:
+        net = plan.network(network)
+    except KeyError as exc:
+        raise TestbedError(str(exc).strip("'\"")) from exc
+    env = {
+        "CENSORWATCH_TESTBED": tb_id,
+        "CENSORWATCH_CA": str(state.ca_file),
+        "CENSORWATCH_CONTROL": f"https://{planmod.CONTROL}/",
+        "CENSORWATCH_UDP_RESOLVER": f"{planmod.PUBLIC_RESOLVER}:53",
+        "CENSORWATCH_DOH_URL": f"https://{planmod.DOH_RESOLVER}/dns-query",
+        "CENSORWATCH_PROBE_ASN": net.asn,
+        "CENSORWATCH_PROBE_CC": net.network.cc,
+        "CENSORWATCH_PROBE_NETWORK_NAME": net.network.name or net.asn,
+        "CENSORWATCH_ASN_DB": str(state.address_plan_file),
+        "CENSORWATCH_REFERENCE_URL":
+            f"https://{planmod.REFERENCE_HOST}{planmod.THROUGHPUT_PATH}",
+    }
+    return net.probe_ns, env
+
+
+def exec_argv(tb_id: str, network: str, command: list[str]) -> tuple[list[str], dict[str, str]]:
+    ns, env = probe_environment(tb_id, network)
+    # The censorwatch that runs the testbed is the one found first inside it, too.
+    bin_dir = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    if bin_dir not in path.split(os.pathsep):
+        path = os.pathsep.join([bin_dir, path]) if path else bin_dir
+    return ["ip", "netns", "exec", ns, *command], {**os.environ, **env, "PATH": path}
+

@@ -1,0 +1,155 @@
+"""The emulated public internet: authoritative DNS, public resolvers and every web site.
+
+Runs inside the testbed's internet namespace.
+
+    python -m censorwatch.testbed.services.internet STATE_DIR
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import dns.message
+
+from censorwatch.testbed import plan as planmod
+from censorwatch.testbed.services import dns as dnsservice
+from censorwatch.testbed.services import quic, web
+from censorwatch.testbed.state import TestbedState
+
+log = logging.getLogger("internet")
+
+CHUNK = 64 * 1024
+
+
+def throughput_object() -> bytes:
+    """The large static object: incompressible and the same every time."""
+    return hashlib.shake_256(b"censorwatch throughput object").digest(planmod.THROUGHPUT_SIZE)
+
+
+def site_page(host: str, path: str) -> bytes:
+    """A recognisable page per host and path, long enough for body comparisons to mean something."""
+    paragraphs = "\n".join(
+        f"<p>{host} paragraph {i}: the latest posts, trends and conversations.</p>"
+        for i in range(40)
+    )
+    return (
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+        f"<title>{host} – home</title></head>\n<body><h1>Welcome to {host}</h1>\n"
+        f"<p>You asked for {path} on {host}.</p>\n{paragraphs}\n</body></html>\n"
+    ).encode()
+
+
+def h3_page(plan: planmod.TestbedPlan, host: str, path: str) -> tuple[int, str, bytes]:
+    """The same pages over HTTP/3 (no large objects: QUIC is measured for reachability)."""
+    site = plan.hosts.get(host)
+    if site is None:
+        return 404, "text/plain", b"unknown site\n"
+    if path in site.target.paths:
+        return 200, "text/html; charset=utf-8", site_page(host, path)
+    return 404, "text/plain", b"not found\n"
+
+
+def make_handler(plan: planmod.TestbedPlan, blob: bytes) -> web.Handler:
+    zone = plan.zone()
+
+    async def stream(data: bytes) -> AsyncIterator[bytes]:
+        for i in range(0, len(data), CHUNK):
+            yield data[i:i + CHUNK]
+
+    def throughput() -> web.Response:
+        return web.Response(200, stream(blob), [("Content-Type", "application/octet-stream")],
+                            content_length=len(blob))
+
+    async def doh(req: web.Request) -> web.Response:
+        try:
+            if req.method == "POST":
+                wire = req.body
+            else:
+                params = dict(p.split("=", 1) for p in req.query.split("&") if "=" in p)
+                value = params.get("dns", "")
+                wire = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+            query = dns.message.from_wire(wire)
+        except Exception:
+            return web.html_page(400, "Bad Request", "Not a DNS query.")
+        answer = dnsservice.answer_from_zone(query, zone, authoritative=False).to_wire()
+        return web.Response(200, answer, [("Content-Type", "application/dns-message")])
+
+    async def handle(req: web.Request) -> web.Response:
+        local_ip = req.local[0]
+        if local_ip == planmod.DOH_RESOLVER:
+            if req.path == "/dns-query":
+                return await doh(req)
+            return web.html_page(404, "Not Found", "DNS-over-HTTPS lives at /dns-query.")
+        host = req.host or (req.server_name or "")
+        if local_ip == planmod.REFERENCE or host == planmod.REFERENCE_HOST:
+            if req.path == planmod.THROUGHPUT_PATH:
+                return throughput()
+            return web.html_page(200, "Reference network", "A host that is no target.")
+        site = plan.hosts.get(host)
+        if site is None:
+            return web.html_page(404, "Unknown site", f"No site called {host!r} here.")
+        if req.path == planmod.THROUGHPUT_PATH:
+            return throughput()
+        if req.path in site.target.paths:
+            if req.path == "/robots.txt":
+                return web.Response(200, b"User-agent: *\nDisallow:\n",
+                                    [("Content-Type", "text/plain")])
+            return web.Response(200, site_page(host, req.path),
+                                [("Content-Type", "text/html; charset=utf-8"),
+                                 ("Cache-Control", "no-store"),
+                                 ("Alt-Svc", 'h3=":443"; ma=86400')])
+        return web.html_page(404, "Not Found", f"{req.path} is not on {host}.")
+
+    return handle
+
+
+def _certificates(state: TestbedState, plan: planmod.TestbedPlan) -> dict[str, tuple[Path, Path]]:
+    certs = state.pki_dir / "sites"
+    by_name = {}
+    for host in [*plan.hosts, planmod.REFERENCE_HOST]:
+        by_name[host] = (certs / f"{host}.pem", certs / f"{host}.key")
+    return by_name
+
+
+async def serve(state: TestbedState) -> None:
+    plan = state.plan()
+    zone = plan.zone()
+    await dnsservice.serve_udp(planmod.AUTHORITATIVE_DNS, 53,
+                               dnsservice.zone_handler(zone, authoritative=True))
+    await dnsservice.serve_udp(planmod.PUBLIC_RESOLVER, 53,
+                               dnsservice.zone_handler(zone, authoritative=False))
+    handler = make_handler(plan, throughput_object())
+    by_name = _certificates(state, plan)
+    default = (state.pki_dir / "sites" / "default.pem", state.pki_dir / "sites" / "default.key")
+    tls = web.sni_context(by_name, default)
+    doh_tls = web.server_context(state.pki_dir / "sites" / "doh.pem",
+                                 state.pki_dir / "sites" / "doh.key")
+    web_addresses = [a for a in plan.service_addresses()
+                     if a not in (planmod.AUTHORITATIVE_DNS, planmod.PUBLIC_RESOLVER,
+                                  planmod.CONTROL, planmod.DOH_RESOLVER)]
+    for address in web_addresses:
+        await web.serve_http(address, 80, handler)
+        await web.serve_http(address, 443, handler, tls)
+    await web.serve_http(planmod.DOH_RESOLVER, 443, handler, doh_tls)
+    quic_cert = (state.pki_dir / "sites" / "quic.pem", state.pki_dir / "sites" / "quic.key")
+    for address in web_addresses:
+        await quic.serve_h3(address, *quic_cert, page=lambda host, path: h3_page(plan, host, path))
+    log.info("internet ready: %d web addresses, %d names", len(web_addresses), len(zone))
+    await asyncio.Event().wait()
+
+
+def main(argv: list[str]) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    asyncio.run(serve(TestbedState(Path(argv[0]))))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

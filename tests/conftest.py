@@ -1,0 +1,54 @@
+"""Shared test configuration.
+
+Tests marked ``netns`` build real network namespaces. CI runs as root and must run them; on a
+developer machine without root (or without ``ip netns``) they are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def _netns_unavailable_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    for tool in ("ip", "iptables", "tc"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (bash scripts/run.sh setup installs it)"
+    probe = subprocess.run(
+        ["ip", "netns", "add", "cw-selftest"], capture_output=True, text=True, check=False
+    )
+    subprocess.run(["ip", "netns", "del", "cw-selftest"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        return f"cannot create a network namespace: {probe.stderr.strip()}"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not any("netns" in item.keywords for item in items):
+        return
+    reason = _netns_unavailable_reason()
+    if reason is None:
+        return
+    if os.environ.get("CI"):
+        raise pytest.UsageError(f"CI must run the network-namespace tests, but {reason}")
+    skip = pytest.mark.skip(reason=f"needs network namespaces: {reason}")
+    for item in items:
+        if "netns" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The third-party data folder (OONI measurements, fingerprints, test lists)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA

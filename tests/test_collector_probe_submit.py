@@ -1,0 +1,82 @@
+"""``censorwatch probe --submit``: a real probe run on loopback, into a real collector."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+import typer
+from typer.testing import CliRunner
+
+import probe_loopback as pl
+from censorwatch.control.server import BackgroundServer, ControlApp
+from censorwatch.probe.cli import probe
+from collector_helpers import Server
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory):
+    internet = pl.build_internet(tmp_path_factory.mktemp("pki"))
+    yield internet
+    internet.close()
+
+
+@pytest.fixture(scope="module")
+def control(net: pl.Internet):
+    with BackgroundServer(ControlApp(pl.control_settings(net)), host=pl.CONTROL) as server:
+        yield server
+
+
+def run_probe(net: pl.Internet, control: BackgroundServer, url: str, *args: str):
+    app = typer.Typer()
+    app.command()(probe)
+    env = {
+        "CENSORWATCH_CA": str(net.pki.ca_file),
+        "CENSORWATCH_CONTROL": control.url,
+        "CENSORWATCH_UDP_RESOLVER": f"{net.public_dns[0]}:{net.public_dns[1]}",
+        "CENSORWATCH_DOH_URL": net.doh_url,
+        "CENSORWATCH_PROBE_ASN": "AS17557",
+        "CENSORWATCH_PROBE_CC": "PK",
+        "CENSORWATCH_TESTBED": "loopback",
+    }
+    resolver = f"{net.system_dns[0]}:{net.system_dns[1]}"
+    argv = ["--url", url, "--system-resolver", resolver, "--dns-timeout", "1",
+            "--connect-timeout", "1", "--tls-timeout", "1", *args]  # fmt: skip
+    result = CliRunner().invoke(app, argv, env=env)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_probe_queues_while_the_collector_is_down_then_submits(
+    net: pl.Internet, control: BackgroundServer, tmp_path: Path
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{s.getsockname()[1]}"
+    queue = tmp_path / "queue"
+    out = tmp_path / "m.jsonl"
+    first = run_probe(net, control, net.https("censored.test"), "--output", str(out),
+                      "--submit", down, "--queue", str(queue))  # fmt: skip
+    assert "submitted 0" in first.stderr and "1 waiting" in first.stderr
+    assert len(list((queue / "pending").glob("*.json"))) == 1
+    assert len(out.read_text().splitlines()) == 1  # the output is written as before
+
+    server = Server(tmp_path / "cw.duckdb", tmp_path / "archive", tmp_path / "server.log")
+    try:
+        second = run_probe(net, control, net.https("site.test"), "--output", str(out),
+                           "--submit", server.url, "--queue", str(queue))  # fmt: skip
+        assert "submitted 2" in second.stderr and "0 waiting" in second.stderr
+        body = httpx.get(server.url + "/api/v1/measurements", params={"probe_cc": "PK"}).json()
+    finally:
+        server.stop()
+    by_input = {r["input"]: r for r in body["results"]}
+    assert set(by_input) == {net.https("censored.test"), net.https("site.test")}
+    assert by_input[net.https("censored.test")]["verdict"] == "blocked"
+    assert by_input[net.https("site.test")]["verdict"] == "ok"
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {m["input"] for m in written} == set(by_input)

@@ -1,0 +1,47 @@
+"""``censorwatch demo`` end to end: the README's first command must stay true."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.netns
+
+BLOCKING = {"AS17557", "AS9541", "AS135407", "AS140499"}
+OPEN = "AS23674"
+
+
+def test_demo_runs_the_whole_flow(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "censorwatch", "demo", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    measurements = [json.loads(line) for line in (out / "measurements.jsonl").open()]
+    verdicts = [json.loads(line) for line in (out / "verdicts.jsonl").open()]
+    events = [json.loads(line) for line in (out / "events.jsonl").open()]
+    # 8 rounds x 5 networks x 7 X endpoints, each stored and judged.
+    assert len(measurements) == len(verdicts) == 280
+    blocked_networks = {v["probe_asn"] for v in verdicts if v["verdict"] == "blocked"}
+    assert blocked_networks == BLOCKING
+    national = [e for e in events if e["scope"] == "national" and e["target"] == "x"]
+    assert len(national) == 1 and set(national[0]["asns"]) == BLOCKING
+    assert not [e for e in events if OPEN in e["asns"]]
+    verify = subprocess.run(
+        [sys.executable, "-m", "censorwatch", "evidence", "verify", str(out / "evidence.zip")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "verified offline" in proc.stdout
+    assert not list(Path("/run/censorwatch/testbed").glob("cwdemo")), "the demo tears down"

@@ -1,0 +1,137 @@
+"""``censorwatch probe`` as a user runs it: options, environment defaults, JSONL, warnings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+import probe_loopback as pl
+from censorwatch.control.server import BackgroundServer, ControlApp
+from censorwatch.probe.cli import probe
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory):
+    internet = pl.build_internet(tmp_path_factory.mktemp("pki"))
+    yield internet
+    internet.close()
+
+
+@pytest.fixture(scope="module")
+def control(net: pl.Internet):
+    with BackgroundServer(ControlApp(pl.control_settings(net)), host=pl.CONTROL) as server:
+        yield server
+
+
+def cli() -> typer.Typer:
+    app = typer.Typer()
+    app.command()(probe)
+    return app
+
+
+def exec_env(net: pl.Internet, control_url: str) -> dict[str, str]:
+    """What ``censorwatch testbed exec`` puts in the environment."""
+    return {
+        "CENSORWATCH_CA": str(net.pki.ca_file),
+        "CENSORWATCH_CONTROL": control_url,
+        "CENSORWATCH_UDP_RESOLVER": f"{net.public_dns[0]}:{net.public_dns[1]}",
+        "CENSORWATCH_DOH_URL": net.doh_url,
+        "CENSORWATCH_PROBE_ASN": "AS17557",
+        "CENSORWATCH_PROBE_CC": "PK",
+        "CENSORWATCH_PROBE_NETWORK_NAME": "PTCL",
+        "CENSORWATCH_REFERENCE_URL": net.https("reference.test", "/censorwatch/throughput.bin"),
+        "CENSORWATCH_TESTBED": "loopback",
+    }
+
+
+def test_urls_and_a_list_from_the_environment(
+    net: pl.Internet, control: BackgroundServer, tmp_path: Path
+):
+    listing = tmp_path / "list.csv"
+    listing.write_text(
+        "url,category_code,category_description,date_added,source,notes\n"
+        f"{net.https('site.test')},GRP,Social Networking,2024-02-17,test,\n"
+        "not a url,GRP,Social Networking,2024-02-17,test,\n"
+        f"{net.https('censored.test')},NEWS,News,2024-02-17,test,\n"
+    )
+    out = tmp_path / "m.jsonl"
+    result = CliRunner().invoke(
+        cli(),
+        [
+            "--url",
+            net.http("echo.test", "/echo"),
+            "--list",
+            str(listing),
+            "--output",
+            str(out),
+            "--system-resolver",
+            f"{net.system_dns[0]}:{net.system_dns[1]}",
+            "-c",
+            "3",
+            "--dns-timeout",
+            "1",
+            "--connect-timeout",
+            "1",
+            "--tls-timeout",
+            "1",
+        ],
+        env=exec_env(net, control.url),
+    )
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(m["input"] for m in lines) == sorted(
+        [net.http("echo.test", "/echo"), net.https("site.test"), net.https("censored.test")]
+    )
+    assert len({m["report_id"] for m in lines}) == 1
+    assert lines[0]["report_id"].split("_")[1:4] == ["webconnectivity", "PK", "17557"]
+    for m in lines:
+        assert (m["probe_asn"], m["probe_cc"], m["probe_network_name"]) == ("AS17557", "PK", "PTCL")
+        assert m["test_keys"]["control_failure"] is None
+        assert m["annotations"]["x_testbed"] == "loopback"
+    by_input = {m["input"]: m for m in lines}
+    assert by_input[net.https("censored.test")]["annotations"]["category_code"] == "NEWS"
+    assert by_input[net.https("censored.test")]["test_keys"]["blocking"] == "dns"
+    assert f"{listing}:3: " in result.stderr
+    assert "3 measured" in result.stderr and "blocking dns: 1" in result.stderr
+
+
+def test_stdout_is_the_default_output(net: pl.Internet, control: BackgroundServer):
+    result = CliRunner().invoke(
+        cli(),
+        [
+            "--url",
+            net.https("site.test"),
+            "--system-resolver",
+            f"{net.system_dns[0]}:{net.system_dns[1]}",
+        ],
+        env=exec_env(net, control.url),
+    )
+    assert result.exit_code == 0, result.output
+    (line,) = result.stdout.splitlines()
+    assert json.loads(line)["test_keys"]["accessible"] is True
+
+
+def test_reserved_control_needs_testbed_mode(net: pl.Internet):
+    result = CliRunner().invoke(
+        cli(), ["--url", net.https("site.test"), "--control", "http://127.0.0.1:9/"], env={}
+    )
+    assert result.exit_code == 2
+    assert "reserved" in result.output
+
+
+def test_nothing_to_measure_is_an_error():
+    result = CliRunner().invoke(cli(), [], env={})
+    assert result.exit_code == 2 and "nothing to measure" in result.output
+
+
+def test_registered_on_the_root_command():
+    from censorwatch.cli import app
+
+    result = CliRunner().invoke(app, ["probe", "--help"])
+    assert result.exit_code == 0 and "--throughput" in result.output
