@@ -52,3 +52,23 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory):
+    """A small internet on loopback addresses (``probe_loopback``), one per test module."""
+    import probe_loopback as pl
+
+    internet = pl.build_internet(tmp_path_factory.mktemp("pki"))
+    yield internet
+    internet.close()
+
+
+@pytest.fixture(scope="module")
+def control(net):
+    """The control service, answering for ``net``."""
+    import probe_loopback as pl
+    from censorwatch.control.server import BackgroundServer, ControlApp
+
+    with BackgroundServer(ControlApp(pl.control_settings(net)), host=pl.CONTROL) as server:
+        yield server

@@ -606,3 +606,29 @@ def control_settings(net: Internet, *, testbed: bool = True, plan: Any = None) -
         ),
         deadline=8.0,
     )
+
+
+def exec_env(net: Internet, control_url: str) -> dict[str, str]:
+    """What ``censorwatch testbed exec`` puts in the environment, for this internet."""
+    return {
+        "CENSORWATCH_CA": str(net.pki.ca_file),
+        "CENSORWATCH_CONTROL": control_url,
+        "CENSORWATCH_UDP_RESOLVER": f"{net.public_dns[0]}:{net.public_dns[1]}",
+        "CENSORWATCH_DOH_URL": net.doh_url,
+        "CENSORWATCH_PROBE_ASN": "AS17557",
+        "CENSORWATCH_PROBE_CC": "PK",
+        "CENSORWATCH_PROBE_NETWORK_NAME": "PTCL",
+        "CENSORWATCH_REFERENCE_URL": net.https("reference.test", "/censorwatch/throughput.bin"),
+        "CENSORWATCH_TESTBED": "loopback",
+    }
+
+
+def probe_app() -> Any:
+    """``censorwatch probe`` as a one-command typer app, for CliRunner."""
+    import typer
+
+    from censorwatch.probe.cli import probe
+
+    app = typer.Typer()
+    app.command()(probe)
+    return app

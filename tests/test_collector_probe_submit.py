@@ -8,46 +8,21 @@ from pathlib import Path
 
 import httpx
 import pytest
-import typer
 from typer.testing import CliRunner
 
 import probe_loopback as pl
-from censorwatch.control.server import BackgroundServer, ControlApp
-from censorwatch.probe.cli import probe
+from censorwatch.control.server import BackgroundServer
 from collector_helpers import Server
 
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory):
-    internet = pl.build_internet(tmp_path_factory.mktemp("pki"))
-    yield internet
-    internet.close()
-
-
-@pytest.fixture(scope="module")
-def control(net: pl.Internet):
-    with BackgroundServer(ControlApp(pl.control_settings(net)), host=pl.CONTROL) as server:
-        yield server
-
-
 def run_probe(net: pl.Internet, control: BackgroundServer, url: str, *args: str):
-    app = typer.Typer()
-    app.command()(probe)
-    env = {
-        "CENSORWATCH_CA": str(net.pki.ca_file),
-        "CENSORWATCH_CONTROL": control.url,
-        "CENSORWATCH_UDP_RESOLVER": f"{net.public_dns[0]}:{net.public_dns[1]}",
-        "CENSORWATCH_DOH_URL": net.doh_url,
-        "CENSORWATCH_PROBE_ASN": "AS17557",
-        "CENSORWATCH_PROBE_CC": "PK",
-        "CENSORWATCH_TESTBED": "loopback",
-    }
+    env = pl.exec_env(net, control.url)
     resolver = f"{net.system_dns[0]}:{net.system_dns[1]}"
     argv = ["--url", url, "--system-resolver", resolver, "--dns-timeout", "1",
             "--connect-timeout", "1", "--tls-timeout", "1", *args]  # fmt: skip
-    result = CliRunner().invoke(app, argv, env=env)
+    result = CliRunner().invoke(pl.probe_app(), argv, env=env)
     assert result.exit_code == 0, result.output
     return result
 

@@ -29,13 +29,6 @@ WC05 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ooni" /
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory):
-    internet = pl.build_internet(tmp_path_factory.mktemp("pki"))
-    yield internet
-    internet.close()
-
-
-@pytest.fixture(scope="module")
 def plan(tmp_path_factory: pytest.TempPathFactory) -> AddressPlan:
     """The testbed's way of saying "these loopback addresses are the public internet"."""
     path = tmp_path_factory.mktemp("plan") / "plan.json"

@@ -7,50 +7,27 @@ import os
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 import probe_loopback as pl
-from censorwatch.control.server import BackgroundServer, ControlApp
+from censorwatch.control.server import BackgroundServer
 from censorwatch.evidence.formats import key_id, public_key_bytes
 from censorwatch.evidence.keys import generate_key_file
 from censorwatch.evidence.signing import check_signature
 from censorwatch.model import derive_measurement_uid
-from censorwatch.probe.cli import probe
 
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory):
-    internet = pl.build_internet(tmp_path_factory.mktemp("pki"))
-    yield internet
-    internet.close()
-
-
-@pytest.fixture(scope="module")
-def control(net: pl.Internet):
-    with BackgroundServer(ControlApp(pl.control_settings(net)), host=pl.CONTROL) as server:
-        yield server
-
-
 def run_probe(net: pl.Internet, control: BackgroundServer, home: Path, *extra: str):
-    app = typer.Typer()
-    app.command()(probe)
     env = {
-        "CENSORWATCH_CA": str(net.pki.ca_file),
-        "CENSORWATCH_CONTROL": control.url,
-        "CENSORWATCH_UDP_RESOLVER": f"{net.public_dns[0]}:{net.public_dns[1]}",
-        "CENSORWATCH_DOH_URL": net.doh_url,
-        "CENSORWATCH_PROBE_ASN": "AS17557",
-        "CENSORWATCH_PROBE_CC": "PK",
-        "CENSORWATCH_TESTBED": "loopback",
+        **pl.exec_env(net, control.url),
         "XDG_CONFIG_HOME": str(home),
         "CENSORWATCH_PROBE_KEY": "",
     }
     args = ["--url", net.https("site.test"), "--system-resolver",
             f"{net.system_dns[0]}:{net.system_dns[1]}", *extra]  # fmt: skip
-    return CliRunner().invoke(app, args, env=env)
+    return CliRunner().invoke(pl.probe_app(), args, env=env)
 
 
 def test_probe_signs_with_the_key_keys_init_made(

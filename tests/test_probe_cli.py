@@ -6,48 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 import probe_loopback as pl
-from censorwatch.control.server import BackgroundServer, ControlApp
-from censorwatch.probe.cli import probe
+from censorwatch.control.server import BackgroundServer
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory):
-    internet = pl.build_internet(tmp_path_factory.mktemp("pki"))
-    yield internet
-    internet.close()
-
-
-@pytest.fixture(scope="module")
-def control(net: pl.Internet):
-    with BackgroundServer(ControlApp(pl.control_settings(net)), host=pl.CONTROL) as server:
-        yield server
-
-
-def cli() -> typer.Typer:
-    app = typer.Typer()
-    app.command()(probe)
-    return app
-
-
-def exec_env(net: pl.Internet, control_url: str) -> dict[str, str]:
-    """What ``censorwatch testbed exec`` puts in the environment."""
-    return {
-        "CENSORWATCH_CA": str(net.pki.ca_file),
-        "CENSORWATCH_CONTROL": control_url,
-        "CENSORWATCH_UDP_RESOLVER": f"{net.public_dns[0]}:{net.public_dns[1]}",
-        "CENSORWATCH_DOH_URL": net.doh_url,
-        "CENSORWATCH_PROBE_ASN": "AS17557",
-        "CENSORWATCH_PROBE_CC": "PK",
-        "CENSORWATCH_PROBE_NETWORK_NAME": "PTCL",
-        "CENSORWATCH_REFERENCE_URL": net.https("reference.test", "/censorwatch/throughput.bin"),
-        "CENSORWATCH_TESTBED": "loopback",
-    }
 
 
 def test_urls_and_a_list_from_the_environment(
@@ -62,7 +26,7 @@ def test_urls_and_a_list_from_the_environment(
     )
     out = tmp_path / "m.jsonl"
     result = CliRunner().invoke(
-        cli(),
+        pl.probe_app(),
         [
             "--url",
             net.http("echo.test", "/echo"),
@@ -81,7 +45,7 @@ def test_urls_and_a_list_from_the_environment(
             "--tls-timeout",
             "1",
         ],
-        env=exec_env(net, control.url),
+        env=pl.exec_env(net, control.url),
     )
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in out.read_text().splitlines()]
@@ -103,14 +67,14 @@ def test_urls_and_a_list_from_the_environment(
 
 def test_stdout_is_the_default_output(net: pl.Internet, control: BackgroundServer):
     result = CliRunner().invoke(
-        cli(),
+        pl.probe_app(),
         [
             "--url",
             net.https("site.test"),
             "--system-resolver",
             f"{net.system_dns[0]}:{net.system_dns[1]}",
         ],
-        env=exec_env(net, control.url),
+        env=pl.exec_env(net, control.url),
     )
     assert result.exit_code == 0, result.output
     (line,) = result.stdout.splitlines()
@@ -118,15 +82,14 @@ def test_stdout_is_the_default_output(net: pl.Internet, control: BackgroundServe
 
 
 def test_reserved_control_needs_testbed_mode(net: pl.Internet):
-    result = CliRunner().invoke(
-        cli(), ["--url", net.https("site.test"), "--control", "http://127.0.0.1:9/"], env={}
-    )
+    argv = ["--url", net.https("site.test"), "--control", "http://127.0.0.1:9/"]
+    result = CliRunner().invoke(pl.probe_app(), argv, env={})
     assert result.exit_code == 2
     assert "reserved" in result.output
 
 
 def test_nothing_to_measure_is_an_error():
-    result = CliRunner().invoke(cli(), [], env={})
+    result = CliRunner().invoke(pl.probe_app(), [], env={})
     assert result.exit_code == 2 and "nothing to measure" in result.output
 
 

@@ -19,13 +19,6 @@ pytestmark = pytest.mark.timeout(60)
 BODY_CAP = 256 * 1024
 
 
-@pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory):
-    internet = pl.build_internet(tmp_path_factory.mktemp("pki"))
-    yield internet
-    internet.close()
-
-
 def measure_bounded(
     net: pl.Internet, url: str, **budgets: Any
 ) -> tuple[dict[str, Any], float, int]:

@@ -71,26 +71,10 @@ def scenario() -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def probe_command(tb_id: str, asn: str, urls: list[str], *extra: str) -> list[str]:
+def probe_command(tb: RunningTestbed, asn: str, urls: list[str], *extra: str) -> list[str]:
     args = [arg for url in urls for arg in ("--url", url)]
-    return [
-        sys.executable,
-        "-m",
-        "censorwatch",
-        "testbed",
-        "exec",
-        asn,
-        "--id",
-        tb_id,
-        "--",
-        sys.executable,
-        "-m",
-        "censorwatch",
-        "probe",
-        *args,
-        *BUDGETS,
-        *extra,
-    ]
+    return tb.exec_command(asn, sys.executable, "-m", "censorwatch", "probe", *args, *BUDGETS,
+                           *extra)  # fmt: skip
 
 
 def collect(proc: subprocess.Popen[str]) -> dict[str, dict[str, Any]]:
@@ -115,7 +99,7 @@ def runs(testbed: RunningTestbed) -> dict[str, dict[str, dict[str, Any]]]:
         urls = ["https://video.twimg.com/"] if asn == METHODS["throttle"] else URLS
         extra = ["--throughput"] if asn == METHODS["throttle"] else []
         procs[asn] = subprocess.Popen(
-            probe_command(testbed.id, asn, urls, *extra),
+            probe_command(testbed, asn, urls, *extra),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -278,7 +262,7 @@ def test_scheduled_block_changes_measurements_from_its_start(
         time.sleep(wait)
     after = collect(
         subprocess.Popen(
-            probe_command(testbed.id, SCHEDULED, ["https://x.com/"]),
+            probe_command(testbed, SCHEDULED, ["https://x.com/"]),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -291,26 +275,9 @@ def test_scheduled_block_changes_measurements_from_its_start(
 
 def test_profile_x_through_testbed_exec(testbed: RunningTestbed, tmp_path: Path):
     out = tmp_path / "x.jsonl"
+    probe = [sys.executable, "-m", "censorwatch", "probe", "--url", "https://x.com/"]
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "censorwatch",
-            "testbed",
-            "exec",
-            OPEN,
-            "--id",
-            testbed.id,
-            "--",
-            sys.executable,
-            "-m",
-            "censorwatch",
-            "probe",
-            "--url",
-            "https://x.com/",
-            "--output",
-            str(out),
-        ],
+        testbed.exec_command(OPEN, *probe, "--output", str(out)),
         capture_output=True,
         text=True,
         timeout=120,

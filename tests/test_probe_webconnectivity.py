@@ -20,7 +20,7 @@ from cryptography import x509
 
 import probe_loopback as pl
 from censorwatch import failures
-from censorwatch.control.server import BackgroundServer, ControlApp
+from censorwatch.control.server import BackgroundServer
 from censorwatch.model import derive_measurement_uid
 from censorwatch.netinfo import AddressPlan, ASInfo
 from censorwatch.probe.webconnectivity import WebConnectivity
@@ -28,19 +28,6 @@ from censorwatch.targets import Target
 
 pytestmark = pytest.mark.timeout(60)
 WC05 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ooni" / "wc05_qa"
-
-
-@pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory):
-    internet = pl.build_internet(tmp_path_factory.mktemp("pki"))
-    yield internet
-    internet.close()
-
-
-@pytest.fixture(scope="module")
-def control(net: pl.Internet):
-    with BackgroundServer(ControlApp(pl.control_settings(net)), host=pl.CONTROL) as server:
-        yield server
 
 
 def measure(

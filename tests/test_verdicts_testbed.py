@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pytest
 
@@ -62,23 +61,7 @@ def measured(tmp_path_factory: pytest.TempPathFactory) -> dict:
         procs = {}
         for asn, args in RUNS.items():
             out = folder / f"{asn}.jsonl"
-            cmd = [
-                sys.executable,
-                "-m",
-                "censorwatch",
-                "testbed",
-                "exec",
-                asn,
-                "--id",
-                tb.id,
-                "--",
-                "censorwatch",
-                "probe",
-                *args,
-                *FAST,
-                "--output",
-                str(out),
-            ]
+            cmd = tb.exec_command(asn, "censorwatch", "probe", *args, *FAST, "--output", str(out))
             procs[asn] = (
                 out,
                 subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),

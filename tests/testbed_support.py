@@ -177,6 +177,11 @@ class RunningTestbed:
         assert proc.returncode == 0, proc.stderr
         return json.loads(proc.stdout)
 
+    def exec_command(self, asn: str, *command: str) -> list[str]:
+        """``censorwatch testbed exec ASN -- COMMAND`` for this testbed."""
+        return [sys.executable, "-m", "censorwatch", "testbed", "exec", asn, "--id", self.id,
+                "--", *command]  # fmt: skip
+
     def resolver(self, asn: str) -> str:
         return self.plan.network(asn).censor_lan_ip
 

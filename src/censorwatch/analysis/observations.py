@@ -369,6 +369,16 @@ def _tls_obs(h: schema.Handshake) -> TlsObs:
     )
 
 
+def _control_step_failure(value: dict[str, Any]) -> str | None:
+    """The failure of one control TCP/TLS entry (old controls said only ``status: false``)."""
+    fail = value.get("failure")
+    if fail is None:
+        return "unknown_failure" if value.get("status") is False else None
+    if fail.__class__ is not str or not fail:
+        return as_failure(fail)
+    return fail
+
+
 def _control(tk: schema.TestKeys) -> ControlObs:
     raw = tk.control
     failure = tk.control_failure or None
@@ -382,28 +392,15 @@ def _control(tk: schema.TestKeys) -> ControlObs:
     if raw.tcp_connect:
         tcp = ctrl.tcp
         for key, value in raw.tcp_connect.items():
-            if value.__class__ is not dict:
-                continue
-            fail = value.get("failure")
-            if fail is None:
-                if value.get("status") is False:
-                    fail = "unknown_failure"
-            elif fail.__class__ is not str or not fail:
-                fail = as_failure(fail)
-            tcp[key] = fail
+            if value.__class__ is dict:
+                tcp[key] = _control_step_failure(value)
     if raw.tls_handshake:
         tls = ctrl.tls
         for key, value in raw.tls_handshake.items():
             if value.__class__ is not dict:
                 continue
-            fail = value.get("failure")
-            if fail is None:
-                if value.get("status") is False:
-                    fail = "unknown_failure"
-            elif fail.__class__ is not str or not fail:
-                fail = as_failure(fail)
             sni = value.get("server_name")
-            tls[key] = (sni.lower() if sni.__class__ is str else "", fail)
+            tls[key] = (sni.lower() if sni.__class__ is str else "", _control_step_failure(value))
     http = raw.http_request
     if http is not None:
         ctrl.http_present = True

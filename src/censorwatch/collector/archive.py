@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from censorwatch.durable import fsync_dir
 from censorwatch.store.base import ArchiveLocation
 
 log = logging.getLogger(__name__)
@@ -42,14 +43,6 @@ class TornBlock(Exception):
 
 def segment_name(number: int) -> str:
     return f"seg-{number:08d}.jsonl.gz"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _read_member(fh, start: int) -> tuple[bytes, int]:
@@ -133,7 +126,7 @@ class Archive:
         self._fh = open(path, "ab")  # noqa: SIM115 - kept open across appends
         self._current = name
         if created and self.fsync:
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
 
     def append(self, lines: Sequence[bytes]) -> tuple[ArchiveLocation, ArchiveLocation]:
         """Write ``lines`` as one member and make it durable.

@@ -14,7 +14,6 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import os
 import ssl
 import time
 from collections.abc import Iterable, Iterator
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from censorwatch.durable import write_atomic
 
 DEFAULT_TIMEOUT = 15.0
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -57,20 +58,6 @@ class SubmitResult:
     error: str | None = None  # why the last flush stopped early
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class SubmissionQueue:
     """A directory of measurements waiting to be acknowledged by a collector."""
 
@@ -85,7 +72,7 @@ class SubmissionQueue:
         data = json.dumps({"report_id": None, "measurement": measurement}).encode()
         name = f"{time.time_ns():020d}-{hashlib.sha256(data).hexdigest()[:16]}.json"
         path = self.pending / name
-        _write_atomic(path, data)
+        write_atomic(path, data)
         return path
 
     def __len__(self) -> int:
@@ -171,7 +158,7 @@ class SubmissionQueue:
                     opened.check()
                     reports[key] = opened.json()["report_id"]
                 item["report_id"] = reports[key]
-                _write_atomic(path, json.dumps(item).encode())
+                write_atomic(path, json.dumps(item).encode())
             content = {**m, "report_id": item["report_id"]}
             resp = self._post(
                 client, f"/report/{item['report_id']}", {"format": "json", "content": content}
@@ -189,7 +176,7 @@ class SubmissionQueue:
 
     def _reject(self, path: Path, item: dict[str, Any], resp: _Reply) -> None:
         item["rejected"] = {"status": resp.status_code, "reason": resp.text[:2000]}
-        _write_atomic(self.rejected / path.name, json.dumps(item).encode())
+        write_atomic(self.rejected / path.name, json.dumps(item).encode())
         path.unlink()
         return None
 

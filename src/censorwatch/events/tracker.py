@@ -9,13 +9,13 @@ skipped (and counted in ``late``): state is never rewritten backwards.
 from __future__ import annotations
 
 import json
-import os
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from censorwatch.durable import write_atomic
 from censorwatch.events.detector import (
     DetectorParams,
     NetworkEvent,
@@ -113,10 +113,7 @@ class EventTracker:
             },
             "published": self.published,
         }
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-        tmp.write_text(json.dumps(data, separators=(",", ":")))
-        os.replace(tmp, self.state_path)
+        write_atomic(self.state_path, json.dumps(data, separators=(",", ":")).encode())
 
     # -- detection --------------------------------------------------------------------------
     def update(self, verdicts: Iterable[dict[str, Any]]) -> list[Change]:

@@ -14,6 +14,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from censorwatch.durable import fsync_dir
+
 PROBE_KEY_ENV = "CENSORWATCH_PROBE_KEY"
 
 
@@ -63,7 +65,7 @@ def generate_key_file(path: Path, *, force: bool = False) -> Ed25519PrivateKey:
             raise KeyFileError(f"{path} already exists (use --force to replace it)") from None
         finally:
             tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return key
 
 
@@ -98,9 +100,3 @@ def load_or_create(path: Path) -> Ed25519PrivateKey:
     return load_private_key(path)
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

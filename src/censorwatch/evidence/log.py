@@ -34,6 +34,7 @@ from typing import Any
 
 import msgspec
 
+from censorwatch.durable import fsync_dir
 from censorwatch.evidence import merkle
 from censorwatch.evidence.formats import (
     MANIFEST_CONTEXT,
@@ -71,14 +72,6 @@ def _record(index: int, leaf: bytes, uid_hash: bytes) -> bytes:
     return leaf + uid_hash + check[:8]
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class TransparencyLog:
     """A persistent RFC 9162 log. Thread-safe; one process per directory."""
 
@@ -104,7 +97,7 @@ class TransparencyLog:
             new = not (self.directory / "leaves.bin").exists()
             self._leaves_file = open(self.directory / "leaves.bin", "ab")  # noqa: SIM115
             if new:
-                _fsync_dir(self.directory)  # the file itself must survive a crash too
+                fsync_dir(self.directory)  # the file itself must survive a crash too
         except BaseException:
             self._lockfile.close()
             raise
@@ -307,7 +300,7 @@ class TransparencyLog:
                 fh.flush()
                 os.fsync(fh.fileno())
             if new:
-                _fsync_dir(self.directory)
+                fsync_dir(self.directory)
             self._heads.append(head)
             return head
 

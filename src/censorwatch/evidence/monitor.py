@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from censorwatch.durable import write_atomic
 from censorwatch.evidence import merkle
 from censorwatch.evidence.formats import (
     TreeHead,
@@ -73,10 +74,7 @@ def _load_state(path: Path) -> dict[str, Any]:
 
 
 def _save_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
 def check_log(base_url: str, state_path: Path, expected_log_id: str | None = None) -> MonitorResult:

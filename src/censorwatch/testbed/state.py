@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from censorwatch.durable import write_atomic
 from censorwatch.testbed import plan as planmod
 from censorwatch.testbed import scenario as scenariomod
 
@@ -125,7 +126,4 @@ class TestbedState:
 
 def write_json(path: Path, data: Any) -> None:
     """Write atomically, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True).encode())
