@@ -68,6 +68,7 @@ class Zone:
     nxdomain: set[str] = field(default_factory=set)
     silent: set[str] = field(default_factory=set)
     inject: dict[str, str] = field(default_factory=dict)  # name -> forged A sent first
+    real_after: dict[str, float] = field(default_factory=dict)  # injected name -> delay (s)
 
     def answer(self, query: dns.message.Message) -> dns.message.Message | None:
         question = query.question[0]
@@ -109,8 +110,9 @@ class _DNSProtocol(asyncio.DatagramProtocol):
             fake = dns.message.make_response(query)
             fake.answer.append(dns.rrset.from_text(name + ".", 60, "IN", "A", forged))
             self.transport.sendto(fake.to_wire(), addr)
+            delay = self.zone.real_after.get(name, 0.05)
             asyncio.get_running_loop().call_later(
-                0.05, self.transport.sendto, response.to_wire(), addr
+                delay, self.transport.sendto, response.to_wire(), addr
             )
             return
         self.transport.sendto(response.to_wire(), addr)
@@ -474,6 +476,7 @@ NAMES = {
     "media.test": [WEB],
     "reference.test": [WEB],
     "inject.test": [WEB],
+    "lateinject.test": [WEB],
     "censored.test": [WEB],
     "dnsto.test": [WEB],
     "bogon.test": [WEB],
@@ -496,7 +499,8 @@ def build_internet(directory: Path) -> Internet:
         a={**clean.a, "bogon.test": [BOGON], "hijack.test": [GARBAGE]},
         nxdomain={"nx.test", "censored.test"},
         silent={"dnsto.test"},
-        inject={"inject.test": BOGON},
+        inject={"inject.test": BOGON, "lateinject.test": BOGON},
+        real_after={"lateinject.test": 0.8},
     )
     site = Site()
     site.route("/", page("Welcome to the test site"))

@@ -152,6 +152,21 @@ def test_injected_answer_racing_the_real_one_is_recorded(
     assert tk["blocking"] == "dns"
 
 
+def test_a_late_real_answer_is_heard_while_the_measurement_goes_on(
+    net: pl.Internet, control: BackgroundServer
+):
+    # the real answer comes 0.8 s after the forged one: the probe does not wait for it
+    # before connecting, yet still records it
+    tk = measure(net, net.https("lateinject.test"), control.url, dns_duplicate_window=2.0)
+    tk = tk["test_keys"]
+    (system_a,) = [q for q in by_tag(tk["queries"], "x_resolver=system") if q["query_type"] == "A"]
+    (late,) = tk["x_dns_duplicate_responses"]
+    assert late["addresses"] == [pl.WEB] and late["differs"] is True
+    assert late["t"] - system_a["t"] >= 0.7
+    first_connect = min(c["t0"] for c in tk["tcp_connect"])
+    assert first_connect < late["t"]
+
+
 def test_answer_pointing_at_another_public_host_is_inconsistent(
     net: pl.Internet, control: BackgroundServer
 ):
