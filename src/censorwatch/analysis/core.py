@@ -63,20 +63,19 @@ def analyze_json(
 ) -> Verdict:
     """``analyze`` of one measurement's JSON bytes: the same verdict, sooner.
 
-    A measurement that carries its ``measurement_uid`` (as stored ones do) is decoded straight
-    into the typed view, skipping everything the analysis does not read; anything else (no
-    uid to copy, odd types to prune) takes the ``analyze(dict)`` road. Raises
+    The measurement is decoded straight into the typed view, skipping everything the analysis
+    does not read; one without a ``measurement_uid`` is also read whole to derive it, and one
+    with odd types to prune takes the ``analyze(dict)`` road. Raises
     ``msgspec.DecodeError`` only for bytes that are not JSON.
     """
-    env = None
-    if b'"measurement_uid"' in raw:
-        try:
-            env = _ENVELOPE.decode(raw)
-        except msgspec.ValidationError:
-            env = None
-    if env is None or not env.measurement_uid:
-        measurement = msgspec.json.decode(raw)
-        return analyze(measurement, fingerprints=fingerprints, plan=plan)
+    try:
+        env = _ENVELOPE.decode(raw)
+    except msgspec.ValidationError:
+        return analyze(msgspec.json.decode(raw), fingerprints=fingerprints, plan=plan)
+    uid = env.measurement_uid
+    if not uid:
+        # Content-derived, as ``analyze`` does: the whole document must be read once more.
+        uid = _derived_uid(msgspec.json.decode(raw))
     fps = fingerprints if fingerprints is not None else _NO_FINGERPRINTS
     plan = plan if plan is not None else address_plan(None)
     try:
@@ -86,7 +85,7 @@ def analyze_json(
             "unknown", 0.0, f"measurement could not be analysed: {type(exc).__name__}: {exc}"
         )
     return _build(
-        env.measurement_uid,
+        uid,
         env.report_id,
         env.input,
         env.probe_cc,
@@ -163,13 +162,17 @@ def _asn_text(probe_asn: str | int) -> str:
     return asn.upper() if asn[:2].lower() == "as" else asn
 
 
+def _derived_uid(m: Any) -> str:
+    try:
+        return derive_measurement_uid(m)
+    except (TypeError, ValueError, AttributeError):
+        return derive_measurement_uid({})
+
+
 def _verdict(m: dict[str, Any], outcome: Outcome) -> Verdict:
     uid = m.get("measurement_uid")
     if not isinstance(uid, str) or not uid:
-        try:
-            uid = derive_measurement_uid(m)
-        except (TypeError, ValueError):
-            uid = derive_measurement_uid({})
+        uid = _derived_uid(m)
     url = m.get("input")
     return _build(
         uid,
