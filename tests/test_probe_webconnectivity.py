@@ -156,8 +156,10 @@ def test_a_late_real_answer_is_heard_while_the_measurement_goes_on(
     net: pl.Internet, control: BackgroundServer
 ):
     # the real answer comes 0.8 s after the forged one: the probe does not wait for it
-    # before connecting, yet still records it
-    tk = measure(net, net.https("lateinject.test"), control.url, dns_duplicate_window=2.0)
+    # before connecting, yet still records it (the grace is long so that a fast flow on
+    # loopback cannot end before the answer comes)
+    url = net.https("lateinject.test")
+    tk = measure(net, url, control.url, dns_duplicate_window=2.0, dns_late_grace=2.0)
     tk = tk["test_keys"]
     (system_a,) = [q for q in by_tag(tk["queries"], "x_resolver=system") if q["query_type"] == "A"]
     (late,) = tk["x_dns_duplicate_responses"]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 DNS_TIMEOUT = 4.0  # seconds per query
 DNS_DUPLICATE_WINDOW = 2.0  # keep listening (in the background) this long for late UDP answers
+DNS_LATE_GRACE = 0.3  # ... but once the rest of the URL is measured, wait at most this much more
 DNS_MAX_RESPONSE = 65535  # bytes (a DNS message never exceeds this)
 CONNECT_TIMEOUT = 5.0
 TLS_TIMEOUT = 5.0
@@ -30,6 +31,7 @@ MAX_ADDRESSES = 8  # addresses per host measured with TCP/TLS (from all resolver
 class Budgets:
     dns_timeout: float = DNS_TIMEOUT
     dns_duplicate_window: float = DNS_DUPLICATE_WINDOW
+    dns_late_grace: float = DNS_LATE_GRACE
     connect_timeout: float = CONNECT_TIMEOUT
     tls_timeout: float = TLS_TIMEOUT
     quic_timeout: float = QUIC_TIMEOUT

@@ -67,13 +67,14 @@ class DNSResult:
     raw_response: bytes | None = None
     late: asyncio.Task[None] | None = field(default=None, repr=False)
 
-    async def settle(self, *, cancel: bool = False) -> None:
-        """Wait for late answers to stop arriving (or stop listening at once with ``cancel``)."""
+    async def settle(self, timeout: float | None = None) -> None:
+        """Wait for late answers to stop arriving; after ``timeout`` seconds stop listening."""
         if self.late is None:
             return
-        if cancel:
+        await asyncio.wait([self.late], timeout=timeout)  # an outer cancellation propagates
+        if not self.late.done():
             self.late.cancel()
-        await asyncio.wait([self.late])  # an outer cancellation still propagates
+            await asyncio.wait([self.late])
         if not self.late.cancelled():
             self.late.result()
 

@@ -128,11 +128,12 @@ class WebConnectivity:
         rec.queries.append(result.to_query(self.config.plan, rec.tid(), tags))
         rec.listening.append((label, result))
 
-    @staticmethod
-    async def _collect_duplicates(rec: _Record) -> None:
-        """Late DNS answers heard while the flow went on (cut short if the deadline passed)."""
+    async def _collect_duplicates(self, rec: _Record) -> None:
+        """Late DNS answers heard while the flow went on, and for a short grace after it."""
+        grace = 0.0 if rec.deadline_exceeded else self.budgets.dns_late_grace
+        until = time.monotonic() + grace
         for label, result in rec.listening:
-            await result.settle(cancel=rec.deadline_exceeded)
+            await result.settle(max(0.0, until - time.monotonic()))
             for dup in result.duplicates:
                 rec.duplicates.append(
                     {**dup, "engine": result.engine, "tags": [f"x_resolver={label}"]}
