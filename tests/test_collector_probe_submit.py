@@ -55,3 +55,10 @@ def test_probe_queues_while_the_collector_is_down_then_submits(
     assert by_input[net.https("site.test")]["verdict"] == "ok"
     written = [json.loads(line) for line in out.read_text().splitlines()]
     assert {m["input"] for m in written} == set(by_input)
+    # the receipts say which collector UID each printed measurement became
+    receipts = [json.loads(line) for line in (queue / "submitted.jsonl").read_text().splitlines()]
+    assert {r["local_measurement_uid"] for r in receipts} == {m["measurement_uid"] for m in written}
+    for r in receipts:
+        assert r["measurement_uid"] == by_input[r["input"]]["measurement_uid"]
+        assert r["report_id"] == by_input[r["input"]]["report_id"]
+        assert r["collector"] == server.url

@@ -5,7 +5,8 @@ the queue only once the collector has acknowledged it. When the collector is unr
 measurements simply wait for the next ``flush``. A report ID, once opened for a measurement,
 is saved next to it, so a resend after a lost acknowledgement reaches the same report and the
 collector recognises the duplicate. A measurement the collector refuses (4xx) is moved to
-``queue_dir/rejected`` with the reason, never deleted.
+``queue_dir/rejected`` with the reason, never deleted. Every acknowledgement is recorded in
+``queue_dir/submitted.jsonl``: the collector's UID next to the probe's own.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import os
 import ssl
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ from censorwatch.durable import write_atomic
 
 DEFAULT_TIMEOUT = 15.0
 MAX_RESPONSE_BYTES = 64 * 1024
+RECEIPTS = "submitted.jsonl"  # one line per acknowledged measurement, in the queue folder
 
 
 class CollectorUnavailable(Exception):
@@ -170,9 +174,29 @@ class SubmissionQueue:
                 return self._reject(path, item, resp)
             resp.check()
             uid = resp.json()["measurement_uid"]
+            self._receipt(str(client.base_url), item["report_id"], uid, m)
             path.unlink()
             return uid
         return self._reject(path, item, resp)
+
+    def _receipt(self, collector: str, report_id: str, uid: str, m: dict[str, Any]) -> None:
+        """Append to ``submitted.jsonl`` which UID the collector gave a measurement.
+
+        The collector names a measurement after its report, so its UID differs from the one
+        the probe printed; this is where a user finds the one to cite.
+        """
+        line = {
+            "submitted_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "collector": collector,
+            "report_id": report_id,
+            "measurement_uid": uid,
+            "local_measurement_uid": m.get("measurement_uid"),
+            "input": m.get("input"),
+        }
+        with open(self.directory / RECEIPTS, "ab") as fh:
+            fh.write(json.dumps(line, sort_keys=True).encode() + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
 
     def _reject(self, path: Path, item: dict[str, Any], resp: _Reply) -> None:
         item["rejected"] = {"status": resp.status_code, "reason": resp.text[:2000]}
