@@ -664,3 +664,9 @@ def _check_report(
         return
     if expected != files["report.html"]:
         result.fail("report.html", "does not match what the bundle's contents say")
+        made_by = (manifest.get("analysis") or {}).get("software")
+        if made_by != f"censorwatch {__version__}":
+            result.fail(
+                "report.html",
+                f"note: the report was rendered by {made_by}, this is censorwatch {__version__}",
+            )

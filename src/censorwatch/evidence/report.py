@@ -176,6 +176,18 @@ def _networks_section(rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
     )
 
 
+def _time_extent(times: list[datetime], event: dict[str, Any] | None) -> tuple[float, float]:
+    """The chart's time range: the measurements and the event's brackets, padded by a tenth."""
+    stamps = [t.timestamp() for t in times]
+    for name in ("onset", "end"):
+        bracket = (event or {}).get(name)
+        if isinstance(bracket, dict):
+            stamps += [t.timestamp() for k in ("after", "before") if (t := _time(bracket.get(k)))]
+    t0, t1 = min(stamps), max(stamps)
+    pad = max((t1 - t0) / 10, 5.0)
+    return t0 - pad, t1 + pad
+
+
 def _timeline_section(
     rows: list[tuple[dict[str, Any], dict[str, Any]]], event: dict[str, Any] | None
 ) -> str:
@@ -187,10 +199,7 @@ def _timeline_section(
     if not points:
         return "<h2>Timeline</h2><p>No measurement carries a readable time.</p>"
     asns = sorted({p[1] for p in points}, key=_asn_order)
-    t0 = min(p[0] for p in points).timestamp()
-    t1 = max(p[0] for p in points).timestamp()
-    if t1 - t0 < 3600:
-        t0, t1 = t0 - 1800, t1 + 1800
+    t0, t1 = _time_extent([p[0] for p in points], event)
     left, width, row_h, top = 110, 760, 26, 20
     height = top + row_h * len(asns) + 40
 
@@ -231,9 +240,10 @@ def _timeline_section(
             f"<title>{_e(tip)}</title></circle>"
         )
     axis_y = top + row_h * len(asns) + 14
+    tick_format = "%Y-%m-%d %H:%M" if t1 - t0 >= 600 else "%Y-%m-%d %H:%M:%S"
     for k in range(5):
         ts = t0 + (t1 - t0) * k / 4
-        label = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
+        label = datetime.fromtimestamp(ts, UTC).strftime(tick_format)
         anchor = "start" if k == 0 else "end" if k == 4 else "middle"
         svg.append(
             f'<text x="{x(ts)}" y="{axis_y}" font-size="11" text-anchor="{anchor}">{label}</text>'
