@@ -198,7 +198,7 @@ from censorwatch.evidence.log import TransparencyLog
 log = TransparencyLog(sys.argv[1])
 start = log.size
 def say(line):  # one write per line, so that a kill tears at most the last one
-    sys.stdout.write(line + "\n")
+    sys.stdout.write(line + "\\n")
     sys.stdout.flush()
 say(f"ready {start}")
 i = 0
