@@ -20,7 +20,7 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data``: written to a temporary file, fsync'd, then renamed.
 
     Concurrent writers each use their own temporary file; the last rename wins whole.
@@ -33,7 +33,7 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide state meant to be read
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

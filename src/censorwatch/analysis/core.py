@@ -165,7 +165,7 @@ def _asn_text(probe_asn: str | int) -> str:
 def _derived_uid(m: Any) -> str:
     try:
         return derive_measurement_uid(m)
-    except (TypeError, ValueError, AttributeError):
+    except (TypeError, ValueError):
         return derive_measurement_uid({})
 
 

@@ -442,8 +442,8 @@ def _verify(
         if analyzer is None:
             analyzer = _bundled_analyzer(files, manifest, Path(workdir), result)
         verdicts = _check_verdicts(files, uids, measurements, analyzer, result)
-    made_by = (manifest.get("analysis") or {}).get("software")
-    if made_by != f"censorwatch {__version__}" and any(
+    made_by = _made_by_another_version(manifest)
+    if made_by and any(
         p.item == "verdicts.json" and "does not follow" in p.message for p in result.problems
     ):
         result.fail(
@@ -638,6 +638,12 @@ def _check_event(
     return event
 
 
+def _made_by_another_version(manifest: dict[str, Any]) -> str | None:
+    """The software that made the bundle, when it is not this version (``None`` when it is)."""
+    made_by = (manifest.get("analysis") or {}).get("software")
+    return None if made_by == f"censorwatch {__version__}" else str(made_by)
+
+
 def _check_report(
     files: dict[str, bytes],
     manifest: dict[str, Any],
@@ -664,8 +670,8 @@ def _check_report(
         return
     if expected != files["report.html"]:
         result.fail("report.html", "does not match what the bundle's contents say")
-        made_by = (manifest.get("analysis") or {}).get("software")
-        if made_by != f"censorwatch {__version__}":
+        made_by = _made_by_another_version(manifest)
+        if made_by:
             result.fail(
                 "report.html",
                 f"note: the report was rendered by {made_by}, this is censorwatch {__version__}",
