@@ -72,3 +72,33 @@ def control(net):
 
     with BackgroundServer(ControlApp(pl.control_settings(net)), host=pl.CONTROL) as server:
         yield server
+
+
+LOG_TAIL_LINES = 12
+LOG_TROUBLE = ("Traceback", "Error", "Exception", "CRITICAL")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """On a failure next to a running testbed, show what went wrong in its services.
+
+    The testbed's services (control, resolvers, web servers, censor) log to files that are
+    removed with the testbed; without this a failure in CI would say what the probe saw but not
+    what the service behind it went through. Only logs that report trouble are shown, briefly,
+    so that the assertion itself stays in view.
+    """
+    report = yield
+    if report.failed and call.when in ("setup", "call"):
+        from testbed_support import RunningTestbed
+
+        for value in getattr(item, "funcargs", {}).values():
+            if isinstance(value, RunningTestbed) and value.state.logs.is_dir():
+                for log in sorted(value.state.logs.glob("*.log")):
+                    lines = log.read_text(errors="replace").splitlines()
+                    trouble = [i for i, line in enumerate(lines) if any(
+                        word in line for word in LOG_TROUBLE)]  # fmt: skip
+                    if trouble:
+                        first = max(0, trouble[-1] - LOG_TAIL_LINES + 2)
+                        shown = "\n".join(lines[first : trouble[-1] + 2])
+                        report.sections.append((f"testbed log {log.name}", shown))
+    return report

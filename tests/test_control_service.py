@@ -206,20 +206,66 @@ def test_limits(net: pl.Internet, control: BackgroundServer):
     assert ask(control.url + "api/other", {}).status_code == 404
 
 
-def test_concurrency_limit_answers_busy(net: pl.Internet):
-    app = ControlApp(pl.control_settings(net), max_inflight=1)
+def test_a_full_control_queues_briefly_then_answers_busy(net: pl.Internet):
     slow = request_for(f"https://silent.test:{net.silent_port}/", [])
 
-    async def both(url: str) -> list[int]:
+    async def race(url: str) -> list[Any]:
         async with httpx.AsyncClient(timeout=20, trust_env=False) as client:
             first = asyncio.create_task(client.post(url, json=slow))
             await asyncio.sleep(0.3)
+            started = time.monotonic()
             second = await client.post(url, json=slow)
-            return [(await first).status_code, second.status_code]
+            waited = time.monotonic() - started
+            return [(await first).status_code, second.status_code,
+                    second.headers.get("retry-after"), waited]  # fmt: skip
+
+    short = ControlApp(pl.control_settings(net), max_inflight=1, queue_wait=0.2)
+    with BackgroundServer(short, host=pl.CONTROL) as server:
+        first, second, retry, _ = asyncio.run(race(server.url))
+    assert (first, second, retry) == (200, 503, "2")
+    # With room to wait, the second request is measured once the first one is done.
+    patient = ControlApp(pl.control_settings(net), max_inflight=1, queue_wait=15)
+    with BackgroundServer(patient, host=pl.CONTROL) as server:
+        first, second, retry, waited = asyncio.run(race(server.url))
+    assert (first, second, retry) == (200, 200, None)
+    assert waited > 0.5  # it really queued behind the slow one (1 s TLS budget at the silent port)
+    assert patient.inflight == 0
+
+
+def test_the_probe_client_retries_a_busy_control(net: pl.Internet):
+    """A control that says "busy" is asked again after Retry-After, within the budget."""
+    app = ControlApp(pl.control_settings(net), max_inflight=1, queue_wait=0)
+    slow = request_for(f"https://silent.test:{net.silent_port}/", [])
+    fast = request_for(net.https("site.test"), [])
+    context = TrustAnchors(net.pki.ca_file, system=False).ssl_context()
+
+    async def busy_then(url: str, budget: float) -> tuple[Any, str | None, int, float]:
+        async with httpx.AsyncClient(timeout=20, trust_env=False) as client:
+            first = asyncio.create_task(client.post(url, json=slow))
+            await asyncio.sleep(0.3)
+            started = time.monotonic()
+            answer, failure = await control_client.query(
+                url, fast, verify=context, timeout=budget, max_bytes=1 << 20
+            )
+            took = time.monotonic() - started
+            return answer, failure, (await first).status_code, took
 
     with BackgroundServer(app, host=pl.CONTROL) as server:
-        codes = asyncio.run(both(server.url))
-    assert codes == [200, 503]
+        answer, failure, first, took = asyncio.run(busy_then(server.url, 10))
+        assert (failure, first) == (None, 200)
+        assert answer["http_request"]["status_code"] == 200
+        assert took >= 2.0  # the first attempt was told "busy, retry after 2 s"
+        # A budget shorter than the Retry-After: the failure says "busy", not "timeout".
+        answer, failure, first, took = asyncio.run(busy_then(server.url, 1.0))
+    assert (answer, failure) == (None, failures.CONTROL_BUSY) and took < 1.0
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("2", 2.0), (None, 1.0), ("soon", 1.0), ("-3", 1.0), ("nan", 1.0), ("3600", 5.0)],
+)
+def test_retry_after_is_read_and_bounded(header: str | None, seconds: float):
+    assert control_client.retry_after(header) == seconds
 
 
 def test_https_control_with_the_probe_client(net: pl.Internet):

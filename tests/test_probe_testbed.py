@@ -125,6 +125,13 @@ def sni_probe(keys: dict[str, Any], label: str) -> list[dict[str, Any]]:
     return [h for h in keys["tls_handshakes"] or [] if f"x_sni_probe={label}" in h["tags"]]
 
 
+def test_every_probe_got_its_control_in_the_burst(runs: dict[str, Any]):
+    """All networks probe at once (more requests than the control measures in parallel)."""
+    answered = [m["test_keys"]["control_failure"] for net in runs.values() for m in net.values()]
+    assert len(answered) > 32  # the control's default number of parallel measurements
+    assert answered == [None] * len(answered)
+
+
 def test_open_network_every_step_succeeds(runs: dict[str, Any], testbed: RunningTestbed):
     for url in URLS:
         m = runs[OPEN][url]

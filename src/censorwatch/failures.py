@@ -96,6 +96,10 @@ CONTROL_REFUSED_ADDRESS = "x_refused_reserved_address"
 HTTP_HEADERS_TOO_LARGE = "x_http_headers_too_large"
 #: No control service was configured for the measurement.
 CONTROL_NOT_CONFIGURED = "x_control_not_configured"
+#: The control stayed busy (503/429) for the whole control budget.
+CONTROL_BUSY = "x_control_busy"
+#: The control answered with an HTTP error status other than "busy".
+CONTROL_HTTP_ERROR = "x_control_http_error"
 
 # The legacy test-helper spellings OONI's control still answers with (oohelperd keeps them so
 # that old probes read new controls); the control service speaks these in its responses.

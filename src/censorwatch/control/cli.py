@@ -53,6 +53,10 @@ def serve(
     ] = False,
     max_request: Annotated[int, typer.Option(help="Largest request body, bytes.")] = 64 * 1024,
     max_inflight: Annotated[int, typer.Option(help="Concurrent measurements.")] = 32,
+    queue_wait: Annotated[
+        float,
+        typer.Option(help="Seconds a request may wait for a free slot before a 503.", min=0),
+    ] = 10.0,
 ) -> None:
     """Answer OONI web-connectivity control requests (POST /) over HTTP or HTTPS."""
     import asyncio
@@ -70,6 +74,7 @@ def serve(
     if (certfile is None) != (keyfile is None):
         raise typer.BadParameter("--certfile and --keyfile go together")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("quic").setLevel(logging.WARNING)  # aioquic logs every handshake
     upstream = parse_hostport(resolver) if resolver else system_resolver()
     settings = ControlSettings(
         resolver=upstream,
@@ -77,7 +82,9 @@ def serve(
         plan=address_plan(asn_db),
         testbed=testbed,
     )
-    control = ControlApp(settings, max_request=max_request, max_inflight=max_inflight)
+    control = ControlApp(
+        settings, max_request=max_request, max_inflight=max_inflight, queue_wait=queue_wait
+    )
     sock = bind(host, port)
     bound = sock.getsockname()
     scheme = "https" if certfile else "http"

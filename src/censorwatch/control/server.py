@@ -26,6 +26,11 @@ from censorwatch.control.service import (
 log = logging.getLogger("censorwatch.control")
 SERVER_HEADER = b"censorwatch-control"
 MAX_INFLIGHT = 32
+#: How long a request may wait for a free measurement slot before it is told to come back later.
+#: Probes arrive in bursts (every URL of a run at once); a short queue absorbs a burst that an
+#: immediate "busy" would turn into lost controls.
+QUEUE_WAIT = 10.0
+RETRY_AFTER_SECONDS = 2
 
 
 class ControlApp:
@@ -37,11 +42,29 @@ class ControlApp:
         *,
         max_request: int = MAX_REQUEST_BYTES,
         max_inflight: int = MAX_INFLIGHT,
+        queue_wait: float = QUEUE_WAIT,
     ) -> None:
         self.settings = settings
         self.max_request = max_request
         self.max_inflight = max_inflight
+        self.queue_wait = queue_wait
         self.inflight = 0
+        self._slots: asyncio.Semaphore | None = None
+
+    def _slot_pool(self) -> asyncio.Semaphore:
+        # Created lazily so that it belongs to the server's event loop, not the constructor's.
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_inflight)
+        return self._slots
+
+    async def _acquire_slot(self) -> bool:
+        slots = self._slot_pool()
+        try:
+            async with asyncio.timeout(self.queue_wait):
+                await slots.acquire()
+        except TimeoutError:
+            return False
+        return True
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -85,8 +108,11 @@ class ControlApp:
         except ValueError:
             await _reply(send, 400, {"error": "request is not JSON"})
             return
-        if self.inflight >= self.max_inflight:
-            await _reply(send, 503, {"error": "busy; retry later"}, [(b"retry-after", b"2")])
+        if not await self._acquire_slot():
+            url = request.get("http_request") if isinstance(request, dict) else None
+            log.warning("busy: %d measurements running; refused %s", self.inflight, url)
+            retry = str(RETRY_AFTER_SECONDS).encode()
+            await _reply(send, 503, {"error": "busy; retry later"}, [(b"retry-after", retry)])
             return
         self.inflight += 1
         try:
@@ -99,7 +125,8 @@ class ControlApp:
             return
         finally:
             self.inflight -= 1
-        log.info("measured %s", request.get("http_request"))
+            self._slot_pool().release()
+        log.info("measured %s (%d others running)", request.get("http_request"), self.inflight)
         await _reply(send, 200, response)
 
 
