@@ -218,6 +218,57 @@ def test_export_refuses_measurements_that_would_reveal_a_probe(tmp_path: Path, s
     assert not (tmp_path / "b.zip").exists()
 
 
+def _built_by_another_version(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, restyle: Callable[[str], str]
+) -> bytes:
+    """A bundle whose manifest names an older censorwatch whose renderer differed."""
+    from censorwatch.evidence import bundle as bundle_module
+
+    original = bundle_module.render_report
+    with monkeypatch.context() as patch:
+        patch.setattr(bundle_module, "__version__", "0.0.9")
+        patch.setattr(bundle_module, "render_report", lambda **kw: restyle(original(**kw)))
+        return build(workdir).bundle
+
+
+def test_a_report_from_another_version_is_checked_by_the_facts_it_states(
+    tmp_path: Path, shared_data, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    restyled = _built_by_another_version(
+        tmp_path / "a", monkeypatch, lambda html: html.replace("<h2>", "<h2 class='old'>")
+    )
+    files = unzip(restyled)
+    assert b"class='old'" in files["report.html"]
+    assert json.loads(files["manifest.json"])["analysis"]["software"] == "censorwatch 0.0.9"
+    result = verify_bundle(restyled)
+    assert result.ok, result.problems
+    assert not result.report_rerendered
+    assert len(result.notes) == 1 and "rendered by censorwatch 0.0.9" in result.notes[0]
+    assert "all 12 measurements" in result.notes[0]
+    bundle_path = tmp_path / "restyled.zip"
+    bundle_path.write_bytes(restyled)
+    out = CliRunner().invoke(app, ["evidence", "verify", str(bundle_path)])
+    assert out.exit_code == 0
+    assert "note: report.html was rendered by censorwatch 0.0.9" in out.output
+
+    # A report of another version that leaves out one measurement is not accepted.
+    dropped = _built_by_another_version(
+        tmp_path / "b", monkeypatch, lambda html: html.replace(built_uid(html), "(omitted)")
+    )
+    result = verify_bundle(dropped)
+    assert [p.item for p in result.problems] == ["report.html"]
+    assert "rendered by censorwatch 0.0.9, and does not state measurement" in str(
+        result.problems[0]
+    )
+    # The same version's report must match byte for byte.
+    assert verify_bundle(build(tmp_path / "c").bundle).report_rerendered
+
+
+def built_uid(html: str) -> str:
+    """The last measurement UID the report lists."""
+    return re.findall(r"<tr><td><code>([^<]+)</code>", html)[-1]
+
+
 def test_cli_verify_exit_codes(built: Built, tmp_path: Path) -> None:
     good = tmp_path / "good.zip"
     good.write_bytes(built.bundle)

@@ -20,6 +20,7 @@ the analysis, re-renders the report, and names every item that does not hold.
 from __future__ import annotations
 
 import hashlib
+import html
 import io
 import tempfile
 import zipfile
@@ -88,6 +89,10 @@ class Verification:
     log_id: str | None = None
     tree_head_time: int | None = None
     probe_keys: list[str] = field(default_factory=list)
+    #: What a reader should know although nothing failed (e.g. how the report was checked).
+    notes: list[str] = field(default_factory=list)
+    #: True when report.html was byte-identical to this version's rendering of the contents.
+    report_rerendered: bool = False
 
     @property
     def ok(self) -> bool:
@@ -448,7 +453,8 @@ def _verify(
     ):
         result.fail(
             "verdicts.json",
-            f"note: the verdicts were made by {made_by}, this is censorwatch {__version__}",
+            f"note: the verdicts were made by {made_by}, this is censorwatch {__version__}; "
+            "verify with that version to reproduce them",
         )
     event = _check_event(files, manifest, set(uids), result)
     _check_report(files, manifest, event, measurements, verdicts, result)
@@ -668,11 +674,45 @@ def _check_report(
     except Exception as exc:  # a malformed bundle must still produce a verdict, not a crash
         result.fail("report.html", f"cannot be re-rendered: {type(exc).__name__}: {exc}")
         return
-    if expected != files["report.html"]:
+    if expected == files["report.html"]:
+        result.report_rerendered = True
+        return
+    made_by = _made_by_another_version(manifest)
+    if not made_by:
         result.fail("report.html", "does not match what the bundle's contents say")
-        made_by = _made_by_another_version(manifest)
-        if made_by:
-            result.fail(
-                "report.html",
-                f"note: the report was rendered by {made_by}, this is censorwatch {__version__}",
-            )
+        return
+    # Another version renders differently, so its bytes cannot be reproduced here; they are
+    # bound by the signed manifest, and the facts a reader relies on must all be stated.
+    missing = _facts_missing_from_report(files["report.html"], event, measurements, head_json)
+    if missing:
+        result.fail("report.html", f"rendered by {made_by}, and does not state {missing}")
+        return
+    stated = "the tree head, " + ("the event and " if event is not None else "")
+    result.notes.append(
+        f"report.html was rendered by {made_by}, which this version (censorwatch "
+        f"{__version__}) renders differently; its bytes are bound by the signed manifest, "
+        f"and it states {stated}all {len(measurements)} measurements"
+    )
+
+
+def _facts_missing_from_report(
+    report: bytes,
+    event: dict[str, Any] | None,
+    measurements: list[dict[str, Any]],
+    head: Any,
+) -> str | None:
+    """The first fact a report must state that it does not (``None`` when all are there)."""
+    try:
+        text = report.decode("utf-8")
+    except UnicodeDecodeError:
+        return "anything readable (it is not UTF-8)"
+    head = head if isinstance(head, dict) else {}
+    facts = [("the tree head's root hash", head.get("root_hash"))]
+    if event is not None:
+        facts.append(("the event id", event.get("event_id")))
+    facts += [(f"measurement {m.get('measurement_uid')}", m.get("measurement_uid"))
+              for m in measurements]  # fmt: skip
+    for name, value in facts:
+        if not isinstance(value, str) or html.escape(value) not in text:
+            return name
+    return None

@@ -421,6 +421,8 @@ def verify(
                     "tree_size": result.tree_size,
                     "root_hash": result.root_hash,
                     "problems": [{"item": p.item, "message": p.message} for p in result.problems],
+                    "report_rerendered": result.report_rerendered,
+                    "notes": result.notes,
                 },
                 indent=2,
             )
@@ -430,6 +432,8 @@ def verify(
         typer.echo(f"FAILED {bundle}: {len(result.problems)} problem(s)")
         for p in result.problems:
             typer.echo(f"  - {p}")
+        for note in result.notes:
+            typer.echo(f"  note: {note}")
         raise typer.Exit(1)
     when = datetime.fromtimestamp((result.tree_head_time or 0) / 1000, UTC)
     typer.echo(f"VERIFIED {bundle}")
@@ -442,7 +446,14 @@ def verify(
         f"{result.tree_size} entries signed {when:%Y-%m-%d %H:%M:%S} UTC by log "
         f"{result.log_id}"
     )
-    typer.echo("  every verdict re-derived from its measurement; report.html matches the contents")
+    report = (
+        "report.html matches the contents"
+        if result.report_rerendered
+        else "report.html states the facts (see note)"
+    )
+    typer.echo(f"  every verdict re-derived from its measurement; {report}")
+    for note in result.notes:
+        typer.echo(f"  note: {note}")
     if result.probe_keys:
         typer.echo(f"  probe keys: {', '.join(result.probe_keys)}")
     if log_id is None:
