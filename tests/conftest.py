@@ -75,7 +75,7 @@ def control(net):
 
 
 LOG_TAIL_LINES = 12
-LOG_TROUBLE = ("Traceback", "Error", "Exception", "CRITICAL")
+LOG_TROUBLE = ("Traceback", "Error", "Exception", " WARNING ", " ERROR ", " CRITICAL ")
 
 
 @pytest.hookimpl(wrapper=True)

@@ -73,7 +73,7 @@ def serve(
 
     if (certfile is None) != (keyfile is None):
         raise typer.BadParameter("--certfile and --keyfile go together")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("quic").setLevel(logging.WARNING)  # aioquic logs every handshake
     upstream = parse_hostport(resolver) if resolver else system_resolver()
     settings = ControlSettings(

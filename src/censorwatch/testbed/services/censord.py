@@ -258,7 +258,7 @@ async def _serve(state: TestbedState, asn: str, policy: Policy) -> None:
 
 def main(argv: list[str]) -> None:
     state_dir, asn = Path(argv[0]), argv[1]
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     state = TestbedState(state_dir)
     policy = Policy(state.policy_file(asn))
     policy.refresh()
