@@ -141,3 +141,16 @@ def test_table_output_and_bad_input(pk_file: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert "skipped" in result.stderr and "not JSON" in result.stderr
     assert runner.invoke(app, ["events"]).exit_code != 0  # neither --db nor files
+
+
+def test_a_piped_table_keeps_its_words_whole(pk_file: Path, monkeypatch) -> None:
+    """Off a terminal (a log, CI), rich would fold the table into 80 columns: "natio|nal"."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    piped = CliRunner().invoke(app, ["events", str(pk_file), "--target", "x"])
+    assert piped.exit_code == 0, piped.output
+    rows = [line for line in piped.output.splitlines() if "national" in line]
+    assert rows and "4 of 5" in rows[0] and "X (Twitter)" in rows[0]
+    assert max(map(len, piped.output.splitlines())) <= 160
+    narrow = CliRunner().invoke(app, ["events", str(pk_file), "--target", "x"],
+                                env={"COLUMNS": "60"})  # fmt: skip
+    assert max(map(len, narrow.output.splitlines())) <= 60

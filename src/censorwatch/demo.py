@@ -26,6 +26,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from censorwatch.console import table_console
 from censorwatch.model import Verdict
 
 SCENARIO = "pk-2024-x"
@@ -188,7 +189,7 @@ def run_demo(out: Path | None, *, rounds: int = 8, interval: float = 12.0,
     from censorwatch.netinfo import AddressPlan
     from censorwatch.testbed import manager
 
-    console = console or Console()
+    console = console or table_console()
     keep = out is not None
     out = Path(out) if out else Path(tempfile.mkdtemp(prefix="censorwatch-demo-"))
     out.mkdir(parents=True, exist_ok=True)

@@ -70,13 +70,10 @@ def analyze(
     if json_out:
         out.flush()
     else:
-        from rich.console import Console
-
         from censorwatch.analysis.render import summary_line, verdict_table
+        from censorwatch.console import table_console
 
-        console = Console()
-        if not console.is_terminal:
-            console = Console(width=max(console.width, 160))
+        console = table_console()
         if verdicts:
             console.print(verdict_table(verdicts))
             console.print(summary_line(verdicts))

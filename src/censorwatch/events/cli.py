@@ -77,8 +77,9 @@ def fold_hosts(events: list[Event], platforms: list[Platform]) -> list[tuple[Eve
 def render_table(
     events: list[Event], platforms: list[Platform], *, all_hosts: bool = False
 ) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from censorwatch.console import table_console
 
     display = {p.name: p.display_name for p in platforms}
     rows = [(e, 0) for e in events] if all_hosts else fold_hosts(events, platforms)
@@ -124,7 +125,7 @@ def render_table(
             f"{ev.confidence:.2f}",
             f"{m.get('blocked', 0)}/{m.get('total', 0)}",
         )
-    Console().print(table)
+    table_console().print(table)
 
 
 def events(

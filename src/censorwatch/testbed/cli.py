@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from censorwatch.console import table_console
+
 app = typer.Typer(help="The emulated censored network (Linux network namespaces).",
                   no_args_is_help=True)
 err = Console(stderr=True)
@@ -100,7 +102,7 @@ def status(
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return
-    console = Console()
+    console = table_console()
     console.print(f"testbed [bold]{info['id']}[/bold] · scenario {info['scenario']} · "
                   f"up {info['elapsed_seconds']}s · {info['state_dir']}")
     table = Table("network", "cc", "name", "probe ip", "censorship in force")
