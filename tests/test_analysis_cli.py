@@ -80,6 +80,33 @@ def test_env_fingerprints_and_asn_db(tmp_path: Path, shared_data: Path, fp_dir: 
     assert json.loads(result.stdout)["method"] == "dns.forged"  # 10.10.34.35 is public here
 
 
+def test_testbed_measurements_without_an_address_plan_are_flagged(
+    tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The testbed's "public internet" is a reserved range: without its plan, a forgery reads
+    as a bogon, so the user is told which plan to pass."""
+    monkeypatch.delenv("CENSORWATCH_ASN_DB", raising=False)
+    m = json.loads((shared_data / "ooni" / "wc05_qa" / "dnsBlockingBOGON.json").read_text())
+    m["annotations"] = {**(m.get("annotations") or {}), "x_testbed": "cwtest"}
+    path = tmp_path / "testbed.jsonl"
+    path.write_text(json.dumps(m) + "\n" + json.dumps(m) + "\n")
+    plain = runner.invoke(app, ["analyze", str(path), "--json"])
+    assert plain.exit_code == 0, plain.output
+    assert "warning: 2 measurement(s) come from the emulated network (testbed cwtest)" in (
+        plain.stderr
+    )
+    assert "cwtest/address-plan.json" in plain.stderr
+    assert {json.loads(line)["method"] for line in plain.stdout.splitlines()} == {"dns.bogon"}
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"public_prefixes": ["10.10.34.0/24"], "networks": []}))
+    planned = runner.invoke(app, ["analyze", str(path), "--json", "--asn-db", str(plan)])
+    assert planned.exit_code == 0 and "warning" not in planned.stderr
+    assert {json.loads(line)["method"] for line in planned.stdout.splitlines()} == {"dns.forged"}
+    # OONI's own measurements carry no testbed annotation: no warning.
+    ooni = runner.invoke(app, ["analyze", str(shared_data / "ooni" / "wc05_qa"), "--json"])
+    assert "warning" not in ooni.stderr
+
+
 def test_fingerprints_match(shared_data: Path, fp_dir: str, tmp_path: Path):
     page = next((shared_data / "fingerprints").rglob("isp_pk_*.html"))
     ordinary = tmp_path / "ordinary.html"

@@ -56,12 +56,16 @@ def analyze(
     out = sys.stdout.buffer
     verdicts = []
     read = errors = 0
+    testbeds: dict[str, int] = {}
     for item in iter_measurements(paths):
         if item.measurement is None:
             errors += 1
             typer.echo(f"{item.source}: {item.error}", err=True)
             continue
         read += 1
+        testbed = _testbed_of(item.measurement)
+        if testbed is not None:
+            testbeds[testbed] = testbeds.get(testbed, 0) + 1
         verdict = analyze_one(item.measurement, fingerprints=fps, plan=plan)
         if json_out:
             out.write(encoder.encode(verdict.to_record()) + b"\n")
@@ -87,6 +91,29 @@ def analyze(
         raise typer.Exit(1)
     if errors:
         typer.echo(f"{errors} item(s) could not be read (see above)", err=True)
+    if testbeds and not plan.public_prefixes:
+        from censorwatch.testbed.state import TestbedState
+
+        running = TestbedState.for_id(min(testbeds)).address_plan_file
+        typer.echo(_TESTBED_WITHOUT_PLAN.format(
+            count=sum(testbeds.values()), ids=", ".join(sorted(testbeds)), running=running,
+        ), err=True)  # fmt: skip
+
+
+_TESTBED_WITHOUT_PLAN = (
+    "warning: {count} measurement(s) come from the emulated network (testbed {ids}) but no "
+    "address plan was given, so its public-internet addresses count as bogons (a forged DNS "
+    "answer then reads as dns.bogon). Pass --asn-db with the testbed's address plan: "
+    "{running} while it runs, or the "
+    "address-plan.json that `censorwatch demo` keeps next to its measurements."
+)
+
+
+def _testbed_of(measurement: object) -> str | None:
+    """The testbed id a measurement was made in (its ``x_testbed`` annotation), if any."""
+    annotations = measurement.get("annotations") if isinstance(measurement, dict) else None
+    testbed = annotations.get("x_testbed") if isinstance(annotations, dict) else None
+    return testbed if isinstance(testbed, str) and testbed else None
 
 
 @fingerprints_app.command("match")
