@@ -64,6 +64,7 @@ def serve(
 
     from rich.console import Console
 
+    from censorwatch.console import service_logging
     from censorwatch.control.server import ControlApp, bind, make_server
     from censorwatch.control.service import ControlSettings
     from censorwatch.netinfo import address_plan
@@ -73,7 +74,7 @@ def serve(
 
     if (certfile is None) != (keyfile is None):
         raise typer.BadParameter("--certfile and --keyfile go together")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    service_logging()
     logging.getLogger("quic").setLevel(logging.WARNING)  # aioquic logs every handshake
     upstream = parse_hostport(resolver) if resolver else system_resolver()
     settings = ControlSettings(

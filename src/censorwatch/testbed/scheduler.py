@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from censorwatch.console import service_logging
 from censorwatch.testbed import censor
 from censorwatch.testbed.state import TestbedState
 
@@ -45,7 +46,7 @@ def run(state: TestbedState) -> None:
 
 
 def main(argv: list[str]) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    service_logging()
     run(TestbedState(Path(argv[0])))
 
 

@@ -27,6 +27,7 @@ from netfilterqueue import NetfilterQueue
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.packet import Raw
 
+from censorwatch.console import service_logging
 from censorwatch.testbed.censor import QUEUE_DNS, QUEUE_HTTP, QUEUE_TLS
 from censorwatch.testbed.plan import AUTHORITATIVE_DNS, BOGON_ANSWER
 from censorwatch.testbed.services import dns as dnsservice
@@ -258,7 +259,7 @@ async def _serve(state: TestbedState, asn: str, policy: Policy) -> None:
 
 def main(argv: list[str]) -> None:
     state_dir, asn = Path(argv[0]), argv[1]
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    service_logging()
     state = TestbedState(state_dir)
     policy = Policy(state.policy_file(asn))
     policy.refresh()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import dns.message
 
+from censorwatch.console import service_logging
 from censorwatch.testbed import plan as planmod
 from censorwatch.testbed.services import dns as dnsservice
 from censorwatch.testbed.services import quic, web
@@ -146,7 +147,7 @@ async def serve(state: TestbedState) -> None:
 
 
 def main(argv: list[str]) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    service_logging()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     asyncio.run(serve(TestbedState(Path(argv[0]))))
 
