@@ -72,7 +72,7 @@ def main() -> None:
 
     from fastapi.testclient import TestClient
 
-    from censorwatch.api.app import create_app
+    from censorwatch.app.asgi import create_app
     from censorwatch.collector.archive import Archive
     from censorwatch.collector.pipeline import Pipeline
     from censorwatch.store import open_store

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from censorwatch.evidence import merkle
 from censorwatch.evidence.bundle import export_bundle, verify_bundle
-from censorwatch.evidence.keys import generate_key_file
 from censorwatch.evidence.log import TransparencyLog
-from censorwatch.evidence.signing import sign_measurement
 from censorwatch.model import derive_measurement_uid
+from censorwatch.signing.keys import generate_key_file
+from censorwatch.signing.signatures import sign_measurement
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

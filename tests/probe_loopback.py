@@ -631,7 +631,7 @@ def probe_app() -> Any:
     """``censorwatch probe`` as a one-command typer app, for CliRunner."""
     import typer
 
-    from censorwatch.probe.cli import probe
+    from censorwatch.app.commands.probe import probe
 
     app = typer.Typer()
     app.command()(probe)

@@ -9,7 +9,7 @@ import pytest
 
 from censorwatch.analysis import analyze
 from censorwatch.analysis.fingerprints import Fingerprints
-from censorwatch.analysis.reader import iter_measurements
+from censorwatch.observations.reader import iter_measurements
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import gzip
 import json
 from pathlib import Path
 
-from censorwatch.analysis.reader import iter_measurements
+from censorwatch.observations.reader import iter_measurements
 
 
 def _m(i: int) -> dict:

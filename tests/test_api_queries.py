@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from censorwatch.analysis import analyze
-from censorwatch.collector.client import submit_or_queue
+from censorwatch.probe.submit import submit_or_queue
 from collector_helpers import OONI, Server
 
 NETWORKS = [("PK", "AS17557"), ("PK", "AS9541"), ("IR", "AS197207")]

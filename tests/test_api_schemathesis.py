@@ -11,7 +11,7 @@ from pathlib import Path
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from censorwatch.collector.client import submit_or_queue
+from censorwatch.probe.submit import submit_or_queue
 from collector_helpers import Server, make_measurement, template
 
 EXAMPLES = 40

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from censorwatch.collector.client import SubmissionQueue, submit_or_queue
+from censorwatch.probe.submit import SubmissionQueue, submit_or_queue
 from collector_helpers import Server, make_measurement, open_report, template
 
 

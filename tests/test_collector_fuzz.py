@@ -266,7 +266,7 @@ def in_process(tmp_path_factory: pytest.TempPathFactory):
     """The same app, in process (starlette's TestClient), for property-based checks."""
     from fastapi.testclient import TestClient
 
-    from censorwatch.api.app import create_app
+    from censorwatch.app.asgi import create_app
     from censorwatch.collector.service import Collector
 
     tmp = tmp_path_factory.mktemp("fuzz")

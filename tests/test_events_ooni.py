@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from censorwatch.analysis import analyze
-from censorwatch.analysis.reader import iter_measurements
 from censorwatch.events import detect_events
 from censorwatch.model import parse_time
+from censorwatch.observations.reader import iter_measurements
 
 
 def test_events_over_real_ooni_measurements(shared_data: Path) -> None:

@@ -28,10 +28,10 @@ from typer.testing import CliRunner
 
 from censorwatch.cli import app
 from censorwatch.evidence.bundle import ExportError, export_bundle, verify_bundle
-from censorwatch.evidence.keys import generate_key_file
 from censorwatch.evidence.log import TransparencyLog
-from censorwatch.evidence.signing import sign_measurement
 from censorwatch.model import canonical_json, derive_measurement_uid
+from censorwatch.signing.keys import generate_key_file
+from censorwatch.signing.signatures import sign_measurement
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SCENARIOS = [

@@ -9,13 +9,13 @@ import httpx
 from typer.testing import CliRunner
 
 from censorwatch.cli import app
-from censorwatch.collector.client import submit_or_queue
 from censorwatch.evidence import merkle
 from censorwatch.evidence.bundle import verify_bundle
 from censorwatch.evidence.formats import InclusionProof, TreeHead
-from censorwatch.evidence.keys import generate_key_file
 from censorwatch.evidence.monitor import check_log
-from censorwatch.evidence.signing import sign_measurement
+from censorwatch.probe.submit import submit_or_queue
+from censorwatch.signing.keys import generate_key_file
+from censorwatch.signing.signatures import sign_measurement
 from censorwatch.store import Filters, open_store
 from collector_helpers import Server, make_measurement, template
 

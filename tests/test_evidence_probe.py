@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 import probe_loopback as pl
 from censorwatch.control.server import BackgroundServer
 from censorwatch.evidence.formats import key_id, public_key_bytes
-from censorwatch.evidence.keys import generate_key_file
-from censorwatch.evidence.signing import check_signature
 from censorwatch.model import derive_measurement_uid
+from censorwatch.signing.keys import generate_key_file
+from censorwatch.signing.signatures import check_signature
 
 pytestmark = pytest.mark.timeout(60)
 

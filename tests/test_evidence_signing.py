@@ -12,19 +12,19 @@ from typer.testing import CliRunner
 
 from censorwatch.cli import app
 from censorwatch.evidence.formats import b64decode, key_id, public_key_bytes
-from censorwatch.evidence.keys import (
+from censorwatch.model import derive_measurement_uid
+from censorwatch.signing.keys import (
     KeyFileError,
     default_probe_key_path,
     generate_key_file,
     load_private_key,
 )
-from censorwatch.evidence.signing import (
+from censorwatch.signing.signatures import (
     check_signature,
     sign_measurement,
     signed_body,
     verify_signature,
 )
-from censorwatch.model import derive_measurement_uid
 
 
 @pytest.fixture

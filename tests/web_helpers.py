@@ -103,9 +103,9 @@ def serve_store(tmp: Path) -> Iterator[Served]:
     """Fill a DuckDB store and archive through the collector's pipeline, then serve the app."""
     import uvicorn
 
-    from censorwatch.api.app import create_app
+    from censorwatch.app.asgi import create_app
+    from censorwatch.app.services import listen_socket
     from censorwatch.collector.archive import Archive
-    from censorwatch.collector.cli import listen_socket
     from censorwatch.collector.pipeline import Pipeline
     from censorwatch.store import open_store
 

@@ -14,11 +14,11 @@ from typing import Any
 import msgspec
 
 from censorwatch.analysis.fingerprints import Fingerprints
-from censorwatch.analysis.observations import as_str, host_display, observe, url_parts
-from censorwatch.analysis.schema import STRUCT_OPTIONS, Measurement, to_typed
 from censorwatch.analysis.webconnectivity import Outcome, analyze_web
 from censorwatch.model import Layers, Verdict, derive_measurement_uid, parse_time, rfc3339
 from censorwatch.netinfo import AddressPlan, address_plan
+from censorwatch.observations.builder import as_str, host_display, observe, url_parts
+from censorwatch.observations.schema import STRUCT_OPTIONS, Measurement, to_typed
 
 _NO_FINGERPRINTS = Fingerprints.empty()
 

@@ -16,7 +16,8 @@ import msgspec
 
 from censorwatch.analysis.blockpage import BLOCKPAGE_STATUSES, blockpage_reason
 from censorwatch.analysis.fingerprints import Fingerprints
-from censorwatch.analysis.observations import (
+from censorwatch.netinfo import AddressPlan
+from censorwatch.observations.builder import (
     PLAIN_DNS_ENGINES,
     SYSTEM_ENGINES,
     DnsObs,
@@ -25,7 +26,6 @@ from censorwatch.analysis.observations import (
     TlsObs,
     url_parts,
 )
-from censorwatch.netinfo import AddressPlan
 
 NXDOMAIN_FAILURES = frozenset({"dns_nxdomain_error", "android_dns_cache_no_data"})
 NO_ANSWER_FAILURES = frozenset({"dns_no_answer", "dns_no_answer_error"})

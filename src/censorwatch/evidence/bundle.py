@@ -47,8 +47,8 @@ from censorwatch.evidence.formats import (
 )
 from censorwatch.evidence.log import TransparencyLog
 from censorwatch.evidence.report import render_report
-from censorwatch.evidence.signing import SIGNATURE_FIELD, check_signature
 from censorwatch.model import canonical_json, derive_measurement_uid, rfc3339, utcnow
+from censorwatch.signing.signatures import SIGNATURE_FIELD, check_signature
 
 FORMAT = "censorwatch-evidence-bundle/1"
 SAFE_PROBE_IPS = (None, "", "127.0.0.1")

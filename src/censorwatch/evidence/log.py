@@ -44,8 +44,8 @@ from censorwatch.evidence.formats import (
     public_key_bytes,
     sign_tree_head,
 )
-from censorwatch.evidence.keys import load_or_create
 from censorwatch.model import canonical_json
+from censorwatch.signing.keys import load_or_create
 
 RECORD_SIZE = 72
 _RECORD_CONTEXT = b"censorwatch/leaf-record/v1"

@@ -520,7 +520,7 @@ class WebConnectivity:
         scrubbed = self.scrubber.scrub(measurement)
         scrubbed["probe_ip"] = PROBE_IP_PLACEHOLDER
         if self.config.signing_key is not None:
-            from censorwatch.evidence.signing import sign_measurement
+            from censorwatch.signing.signatures import sign_measurement
 
             scrubbed = sign_measurement(scrubbed, self.config.signing_key)
         scrubbed["measurement_uid"] = derive_measurement_uid(scrubbed)

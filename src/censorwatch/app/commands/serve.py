@@ -6,41 +6,14 @@ from pathlib import Path
 
 import typer
 
-DEFAULT_DB = Path("censorwatch.duckdb")
-DEFAULT_ARCHIVE = Path("censorwatch-archive")
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8000
-
-
-def analyzer_options(fingerprints: Path | None, asn_db: Path | None):
-    """The analysis function configured from the command line."""
-    from censorwatch.collector.derive import load_analyzer
-
-    fps = None
-    if fingerprints is not None:
-        from censorwatch.analysis.fingerprints import Fingerprints
-
-        fps = Fingerprints.load(fingerprints)
-    plan = None
-    if asn_db is not None:
-        from censorwatch.netinfo import address_plan
-
-        plan = address_plan(asn_db)
-    return load_analyzer(fps, plan)
-
-
-def listen_socket(host: str, port: int):
-    """A listening TCP socket; created with IPPROTO_TCP so asyncio sets TCP_NODELAY on the
-    connections it accepts (without it, small responses wait for delayed ACKs: ~40 ms each)."""
-    import socket
-
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
+from censorwatch.app.settings import (
+    DEFAULT_ARCHIVE,
+    DEFAULT_DB,
+    DEFAULT_HOST,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_PORT,
+    log_dir_for,
+)
 
 
 def serve(
@@ -57,7 +30,7 @@ def serve(
     ),
     asn_db: Path | None = typer.Option(None, "--asn-db", help="IP-to-ASN database."),
     max_body_bytes: int = typer.Option(
-        16 * 1024 * 1024, "--max-body-bytes", help="Largest accepted submission."
+        DEFAULT_MAX_BODY_BYTES, "--max-body-bytes", help="Largest accepted submission."
     ),
     read_only: bool = typer.Option(
         False, "--read-only", help="Serve queries only; refuse submissions."
@@ -69,7 +42,8 @@ def serve(
     """Accept measurements (OONI collector protocol) and answer queries (OONI-shaped API)."""
     import uvicorn
 
-    from censorwatch.api.app import create_app
+    from censorwatch.app.asgi import create_app
+    from censorwatch.app.services import build_analyzer, listen_socket
     from censorwatch.collector.archive import Archive
     from censorwatch.collector.pipeline import Pipeline
     from censorwatch.collector.reports import load_key
@@ -81,17 +55,17 @@ def serve(
     store = open_store(db)
     from censorwatch.evidence.api import log_router
     from censorwatch.evidence.log import TransparencyLog
-    from censorwatch.evidence.signing import verify_signature
+    from censorwatch.signing.signatures import verify_signature
 
     pipeline = Pipeline(
         Archive(archive),
         store,
-        analyzer=analyzer_options(fingerprints, asn_db),
+        analyzer=build_analyzer(fingerprints, asn_db),
         verify_signature=verify_signature,
     )
     collector = log = None
     if not read_only:
-        log = TransparencyLog(log_dir or archive / "transparency-log")  # one writer per log
+        log = TransparencyLog(log_dir_for(archive, log_dir))  # one writer per log
         # One fsync of the log per commit, however many measurements the commit holds.
         pipeline.on_accepted_batch.append(
             lambda batch: log.append_many((uid, m) for uid, _, m in batch)

@@ -21,7 +21,8 @@ from typing import Any, Literal
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from censorwatch.evidence.formats import (
+from censorwatch.model import canonical_json, parse_time, rfc3339, utcnow
+from censorwatch.signing.encoding import (
     ED25519,
     b64decode,
     b64encode,
@@ -29,7 +30,6 @@ from censorwatch.evidence.formats import (
     key_id,
     public_key_bytes,
 )
-from censorwatch.model import canonical_json, parse_time, rfc3339, utcnow
 
 SIGNATURE_FIELD = "x_signature"
 MEASUREMENT_CONTEXT = b"censorwatch/measurement/v1\x00"

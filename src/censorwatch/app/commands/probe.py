@@ -185,7 +185,7 @@ def probe(
             "service (use --testbed / CENSORWATCH_TESTBED inside an emulated network)",
             param_hint="--control",
         )
-    from censorwatch.evidence.keys import KeyFileError, default_probe_key_path, load_private_key
+    from censorwatch.signing.keys import KeyFileError, default_probe_key_path, load_private_key
 
     key_path = key or default_probe_key_path()
     if key is not None or key_path.exists():
@@ -205,7 +205,7 @@ def probe(
     out = output.open("a", encoding="utf-8") if output else sys.stdout
     sink = out
     if submit is not None:
-        from censorwatch.collector.client import QueueingWriter, SubmissionQueue
+        from censorwatch.probe.submit import QueueingWriter, SubmissionQueue
 
         sink = QueueingWriter(out, SubmissionQueue(queue))
     try:

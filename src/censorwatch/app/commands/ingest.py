@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from censorwatch.collector.cli import DEFAULT_ARCHIVE, DEFAULT_DB
+from censorwatch.app.settings import DEFAULT_ARCHIVE, DEFAULT_DB
 
 app = typer.Typer(help="Import measurements from elsewhere.", no_args_is_help=True)
 
@@ -34,8 +34,8 @@ def ooni(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from censorwatch.api.params import parse_when
+    from censorwatch.app.services import build_analyzer
     from censorwatch.collector.archive import Archive
-    from censorwatch.collector.cli import analyzer_options
     from censorwatch.collector.pipeline import Pipeline
     from censorwatch.collector.reports import test_name_key
     from censorwatch.ingest.ooni import ingest
@@ -57,7 +57,7 @@ def ooni(
         raise typer.BadParameter(str(exc)) from None
     store = open_store(db)
     arch = Archive(archive)
-    pipeline = Pipeline(arch, store, analyzer=analyzer_options(fingerprints, asn_db))
+    pipeline = Pipeline(arch, store, analyzer=build_analyzer(fingerprints, asn_db))
     started = time.perf_counter()
     done = 0
     with Progress(

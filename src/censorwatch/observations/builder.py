@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 import msgspec
 from msgspec import field
 
-from censorwatch.analysis import schema
 from censorwatch.analysis.fingerprints import decode_body
+from censorwatch.observations import schema
 
 SYSTEM_ENGINES = frozenset({"system", "getaddrinfo", "go", "android", "cgo", ""})
 PLAIN_DNS_ENGINES = frozenset({"udp", "tcp", "do53"})

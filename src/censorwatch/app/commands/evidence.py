@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
+from censorwatch.app.settings import DEFAULT_DB, LOG_DIR_NAME
+
 keys_app = typer.Typer(help="Probe signing keys (Ed25519). A key names a device, never a person.")
 evidence_app = typer.Typer(
     help="Evidence: offline-verifiable bundles and transparency-log monitoring.",
@@ -18,8 +20,6 @@ evidence_app = typer.Typer(
 )
 
 LOG_DIR_ENV = "CENSORWATCH_LOG_DIR"
-DEFAULT_DB = Path("censorwatch.duckdb")
-LOG_SUBDIR = "transparency-log"  # the collector keeps its log inside its archive directory
 MAX_EXPORT = 100_000
 
 
@@ -45,7 +45,7 @@ def keys_init(
 ) -> None:
     """Create this probe's signing key (mode 0600); refuses to overwrite one without --force."""
     from censorwatch.evidence.formats import b64encode, key_id, public_key_bytes
-    from censorwatch.evidence.keys import KeyFileError, default_probe_key_path, generate_key_file
+    from censorwatch.signing.keys import KeyFileError, default_probe_key_path, generate_key_file
 
     path = key or default_probe_key_path()
     try:
@@ -63,7 +63,7 @@ def keys_show(
 ) -> None:
     """Print the key id and public key of this probe's key."""
     from censorwatch.evidence.formats import b64encode, key_id, public_key_bytes
-    from censorwatch.evidence.keys import KeyFileError, default_probe_key_path, load_private_key
+    from censorwatch.signing.keys import KeyFileError, default_probe_key_path, load_private_key
 
     path = key or default_probe_key_path()
     try:
@@ -262,7 +262,7 @@ def export(
         Path | None,
         typer.Option(
             "--log-dir",
-            help=f"Transparency log (default ${LOG_DIR_ENV} or ARCHIVE/{LOG_SUBDIR}).",
+            help=f"Transparency log (default ${LOG_DIR_ENV} or ARCHIVE/{LOG_DIR_NAME}).",
         ),
     ] = None,
     cc: Annotated[str | None, typer.Option("--cc", help="Only this country.")] = None,
@@ -367,7 +367,7 @@ def _when(value: str | None, option: str) -> Any:
 
 def _log_dir(archive: Path) -> Path:
     env = os.environ.get(LOG_DIR_ENV)
-    return Path(env) if env else archive / LOG_SUBDIR
+    return Path(env) if env else archive / LOG_DIR_NAME
 
 
 def _default_fingerprints() -> Path | None:
@@ -500,7 +500,7 @@ def log_info(
         Path | None,
         typer.Option(
             "--log-dir",
-            help=f"Log directory (default ${LOG_DIR_ENV} or ./censorwatch-archive/{LOG_SUBDIR}).",
+            help=f"Log directory (default ${LOG_DIR_ENV} or ./censorwatch-archive/{LOG_DIR_NAME}).",
         ),
     ] = None,
 ) -> None:

@@ -1,31 +1,35 @@
 """Build the HTTP application: one FastAPI app that includes each stage's router.
 
-A stage adds endpoints by listing its module in ``ROUTERS`` (the module exposes ``router``),
-or a caller passes ``extra_routers``. Routes reach shared objects through ``request.app.state``:
+A stage adds endpoints by exposing a ``router`` and being listed in ``ROUTERS`` here, the one
+place that knows every stage; a caller may pass ``extra_routers``. Routes reach shared objects
+through ``request.app.state``:
 ``store`` (the ``Store``), ``pipeline`` (raw lookups, ``on_accepted`` hooks), ``collector``
 (None for a read-only API) and ``metrics``.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 
+from censorwatch.api import aggregation, measurements, ops
+from censorwatch.collector import routes as collector_routes
 from censorwatch.collector.metrics import Metrics
 from censorwatch.collector.pipeline import Pipeline
 from censorwatch.collector.service import Collector
+from censorwatch.events import api as events_api
+from censorwatch.web import routes as explorer_routes
 
-ROUTERS: list[str] = [
-    "censorwatch.collector.routes",
-    "censorwatch.api.measurements",
-    "censorwatch.api.aggregation",
-    "censorwatch.api.ops",
-    "censorwatch.events.api",
-    "censorwatch.web.routes",
+ROUTERS: list[Any] = [
+    collector_routes.router,
+    measurements.router,
+    aggregation.router,
+    ops.router,
+    events_api.router,
+    explorer_routes.router,
 ]
 
 
@@ -59,8 +63,8 @@ def create_app(
     app.state.store = pipeline.store
     app.state.collector = collector
     app.state.metrics = collector.metrics if collector is not None else Metrics()
-    for name in ROUTERS:
-        app.include_router(importlib.import_module(name).router)
+    for router in ROUTERS:
+        app.include_router(router)
     for router in extra_routers:
         app.include_router(router)
     return app

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from censorwatch.collector.cli import DEFAULT_ARCHIVE, DEFAULT_DB
+from censorwatch.app.settings import DEFAULT_ARCHIVE, DEFAULT_DB
 
 app = typer.Typer(help="Maintain the measurement database.", no_args_is_help=True)
 
@@ -27,8 +27,8 @@ def rebuild(
 
     from rich.progress import Progress
 
+    from censorwatch.app.services import build_analyzer
     from censorwatch.collector.archive import Archive
-    from censorwatch.collector.cli import analyzer_options
     from censorwatch.collector.pipeline import Pipeline
     from censorwatch.store import open_store
 
@@ -38,7 +38,7 @@ def rebuild(
     for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
         leftover.unlink(missing_ok=True)
     store = open_store(tmp)
-    pipeline = Pipeline(Archive(archive), store, analyzer=analyzer_options(fingerprints, asn_db))
+    pipeline = Pipeline(Archive(archive), store, analyzer=build_analyzer(fingerprints, asn_db))
     with Progress(transient=True) as progress:
         task = progress.add_task("rebuilding", total=None)
         added = pipeline.catch_up(progress=lambda n: progress.advance(task, n))

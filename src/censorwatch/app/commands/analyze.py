@@ -42,8 +42,8 @@ def analyze(
     import msgspec
 
     from censorwatch.analysis.core import analyze as analyze_one
-    from censorwatch.analysis.reader import iter_measurements
     from censorwatch.netinfo import address_plan
+    from censorwatch.observations.reader import iter_measurements
 
     fps = _load_fingerprints(fingerprints)
     try:
@@ -188,8 +188,3 @@ def status(
     typer.echo(
         f"{counts['dns']} DNS, {counts['http']} HTTP, {counts['false_positive']} false-positive"
     )
-
-
-def register(app: typer.Typer) -> None:
-    app.command("analyze")(analyze)
-    app.add_typer(fingerprints_app, name="fingerprints")

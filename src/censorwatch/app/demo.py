@@ -258,7 +258,7 @@ def run_demo(out: Path | None, *, rounds: int = 8, interval: float = 12.0,
 
 def submit(run: DemoRun, measurements: list[dict[str, Any]], api: str) -> str:
     """Hand a round to the collector; what cannot be sent waits in the queue folder."""
-    from censorwatch.collector.client import submit_or_queue
+    from censorwatch.probe.submit import submit_or_queue
 
     try:
         result = submit_or_queue(measurements, api, run.out / "queue")
@@ -335,7 +335,7 @@ def export_evidence(run: DemoRun, event: dict[str, Any], asn_db: Path) -> None:
 def _make_probe_keys(run: DemoRun, networks: list[str]) -> None:
     """One signing key per probe device, when evidence signing is available."""
     with contextlib.suppress(ImportError):
-        from censorwatch.evidence.keys import generate_key_file
+        from censorwatch.signing.keys import generate_key_file
 
         for asn in networks:
             generate_key_file(run.out / "keys" / f"probe-{asn}.key", force=True)
@@ -349,6 +349,6 @@ def main_environment_ok() -> str | None:
 
 
 def _probe_signs() -> bool:
-    from censorwatch.probe import cli as probe_cli
+    from censorwatch.app.commands import probe as probe_cli
 
     return "--key" in Path(probe_cli.__file__).read_text()

@@ -1,0 +1,1 @@
+"""Every ``censorwatch`` command, one module per verb or group; each is a thin shell."""
