@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 import probe_loopback as pl
 from censorwatch.control.server import BackgroundServer
-from censorwatch.evidence.formats import key_id, public_key_bytes
 from censorwatch.model import derive_measurement_uid
+from censorwatch.signing.encoding import key_id, public_key_bytes
 from censorwatch.signing.keys import generate_key_file
 from censorwatch.signing.signatures import check_signature
 

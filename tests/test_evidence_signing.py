@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from censorwatch.cli import app
-from censorwatch.evidence.formats import b64decode, key_id, public_key_bytes
 from censorwatch.model import derive_measurement_uid
+from censorwatch.signing.encoding import b64decode, key_id, public_key_bytes
 from censorwatch.signing.keys import (
     KeyFileError,
     default_probe_key_path,

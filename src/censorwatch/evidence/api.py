@@ -11,8 +11,8 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query
 
 from censorwatch.evidence import merkle
-from censorwatch.evidence.formats import b64encode
 from censorwatch.evidence.log import TransparencyLog
+from censorwatch.signing.encoding import b64encode
 
 MAX_UID_LENGTH = 256
 

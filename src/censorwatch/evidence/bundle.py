@@ -34,20 +34,16 @@ import msgspec
 from censorwatch import __version__
 from censorwatch.evidence import merkle
 from censorwatch.evidence.formats import (
-    ED25519,
     MANIFEST_CONTEXT,
     InclusionProof,
     TreeHead,
-    b64decode,
-    b64encode,
-    ed25519_verify,
     entry_leaf_hash,
-    key_id,
     log_id,
 )
 from censorwatch.evidence.log import TransparencyLog
 from censorwatch.evidence.report import render_report
 from censorwatch.model import canonical_json, derive_measurement_uid, rfc3339, utcnow
+from censorwatch.signing.encoding import ED25519, b64decode, b64encode, ed25519_verify, key_id
 from censorwatch.signing.signatures import SIGNATURE_FIELD, check_signature
 
 FORMAT = "censorwatch-evidence-bundle/1"

@@ -41,10 +41,10 @@ from censorwatch.evidence.formats import (
     InclusionProof,
     TreeHead,
     entry_leaf_hash,
-    public_key_bytes,
     sign_tree_head,
 )
 from censorwatch.model import canonical_json
+from censorwatch.signing.encoding import public_key_bytes
 from censorwatch.signing.keys import load_or_create
 
 RECORD_SIZE = 72

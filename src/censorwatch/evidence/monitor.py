@@ -18,13 +18,8 @@ import httpx
 
 from censorwatch.durable import write_atomic
 from censorwatch.evidence import merkle
-from censorwatch.evidence.formats import (
-    TreeHead,
-    b64decode,
-    b64encode,
-    consistency_from_json,
-    log_id,
-)
+from censorwatch.evidence.formats import TreeHead, consistency_from_json, log_id
+from censorwatch.signing.encoding import b64decode, b64encode
 
 TIMEOUT_S = 10.0
 MAX_RESPONSE_BYTES = 1 << 20

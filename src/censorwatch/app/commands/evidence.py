@@ -44,7 +44,7 @@ def keys_init(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing key.")] = False,
 ) -> None:
     """Create this probe's signing key (mode 0600); refuses to overwrite one without --force."""
-    from censorwatch.evidence.formats import b64encode, key_id, public_key_bytes
+    from censorwatch.signing.encoding import b64encode, key_id, public_key_bytes
     from censorwatch.signing.keys import KeyFileError, default_probe_key_path, generate_key_file
 
     path = key or default_probe_key_path()
@@ -62,7 +62,7 @@ def keys_show(
     key: Annotated[Path | None, typer.Option("--key", help="Key file.")] = None,
 ) -> None:
     """Print the key id and public key of this probe's key."""
-    from censorwatch.evidence.formats import b64encode, key_id, public_key_bytes
+    from censorwatch.signing.encoding import b64encode, key_id, public_key_bytes
     from censorwatch.signing.keys import KeyFileError, default_probe_key_path, load_private_key
 
     path = key or default_probe_key_path()
@@ -505,8 +505,8 @@ def log_info(
     ] = None,
 ) -> None:
     """Print the log's id and public key (publish them) and its latest signed tree head."""
-    from censorwatch.evidence.formats import b64encode
     from censorwatch.evidence.log import LogBusyError, LogCorruptedError, TransparencyLog
+    from censorwatch.signing.encoding import b64encode
 
     directory = log_dir or _log_dir(Path("censorwatch-archive"))
     if not (directory / "log.key").exists():
