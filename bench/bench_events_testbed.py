@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from censorwatch.events import detect_events
-from censorwatch.model import parse_time
+from censorwatch.times import parse_time
 
 ID = "cwev"
 X_HOSTS = ["x.com", "twitter.com", "api.x.com", "abs.twimg.com", "pbs.twimg.com",

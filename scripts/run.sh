@@ -63,6 +63,8 @@ case "$cmd" in
         setup
         cd "$ROOT"
         "$VENV/bin/ruff" check src tests bench
+        "$VENV/bin/ruff" format --check src tests bench
+        "$VENV/bin/lint-imports"
         exec "$VENV/bin/python" -m pytest "$@"
         ;;
     *)

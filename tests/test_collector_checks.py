@@ -7,9 +7,10 @@ import json
 import pytest
 
 from censorwatch.collector import reports
-from censorwatch.collector.scrub import SCRUBBED, scrub
 from censorwatch.collector.validate import Invalid, check_open, check_submission, decode_json
 from censorwatch.model import derive_measurement_uid
+from censorwatch.scrub import SCRUBBED
+from censorwatch.scrub import scrub_submission as scrub
 from collector_helpers import OONI, make_measurement, template
 
 KEY = b"k" * 32

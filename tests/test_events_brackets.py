@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from censorwatch.events import EventTracker
 from censorwatch.events.synthetic import T0
-from censorwatch.model import parse_time, rfc3339
+from censorwatch.times import parse_time, rfc3339
 
 ROUND = timedelta(minutes=5)
 

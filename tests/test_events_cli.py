@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from censorwatch.cli import app
 from censorwatch.events.synthetic import T0
-from censorwatch.model import parse_time, rfc3339
+from censorwatch.times import parse_time, rfc3339
 
 HOSTS = ["x.com", "twitter.com", "pbs.twimg.com", "t.co"]
 ROUND = timedelta(minutes=10)

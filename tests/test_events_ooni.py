@@ -7,8 +7,8 @@ from pathlib import Path
 
 from censorwatch.analysis import analyze
 from censorwatch.events import detect_events
-from censorwatch.model import parse_time
 from censorwatch.observations.reader import iter_measurements
+from censorwatch.times import parse_time
 
 
 def test_events_over_real_ooni_measurements(shared_data: Path) -> None:

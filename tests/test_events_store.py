@@ -11,9 +11,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from censorwatch.events.api import router
-from censorwatch.model import parse_time
 from censorwatch.store import open_store
 from censorwatch.store.base import MeasurementRow
+from censorwatch.times import parse_time
 from test_events_cli import run_json, verdicts, write
 
 

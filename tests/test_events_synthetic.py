@@ -9,7 +9,7 @@ from censorwatch.events import DetectorParams, EventTracker
 from censorwatch.events import baselines as bl
 from censorwatch.events.series import BLOCKED, OK, observation_from_verdict, split_rounds
 from censorwatch.events.synthetic import SCENARIOS, Detection, Score, Series, draw_series, score
-from censorwatch.model import parse_time
+from censorwatch.times import parse_time
 
 SERIES = 15
 

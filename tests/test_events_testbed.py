@@ -21,9 +21,9 @@ import pytest
 
 from censorwatch.analysis import analyze
 from censorwatch.events import detect_events
-from censorwatch.model import parse_time
 from censorwatch.netinfo import AddressPlan
 from censorwatch.testbed import manager
+from censorwatch.times import parse_time
 from testbed_support import running_testbed
 
 pytestmark = pytest.mark.netns

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from censorwatch.events import EventTracker
 from censorwatch.events.synthetic import T0
-from censorwatch.model import rfc3339
+from censorwatch.times import rfc3339
 
 ROUND = timedelta(minutes=1)
 

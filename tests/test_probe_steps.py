@@ -11,8 +11,8 @@ import pytest
 from censorwatch import failures
 from censorwatch.probe import config as probe_config
 from censorwatch.probe.dns import format_hostport, parse_hostport
-from censorwatch.probe.scrub import SCRUBBED, Scrubber
 from censorwatch.probe.tls import TrustAnchors
+from censorwatch.scrub import SCRUBBED, Scrubber
 from censorwatch.targets import profiles, testlists
 from censorwatch.testbed.pki import CertificateAuthority
 

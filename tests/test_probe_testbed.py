@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from censorwatch.model import parse_time
+from censorwatch.times import parse_time
 from testbed_support import RunningTestbed, running_testbed
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(240)]

@@ -60,13 +60,17 @@ def test_parses_the_documented_format() -> None:
     [
         (lambda t: t.replace('asn = "AS17557"', 'asn = "17557"'), "must look like 'AS17557'"),
         (lambda t: t.replace('method = "tls-rst"', 'method = "dns-poison"'), "unknown method"),
-        (lambda t: t.replace('targets = ["x.com"]', 'targets = ["nowhere.com"]'),
-         "not declared in [[target]]"),
+        (
+            lambda t: t.replace('targets = ["x.com"]', 'targets = ["nowhere.com"]'),
+            "not declared in [[target]]",
+        ),
         (lambda t: t.replace('rate = "1mbit"', 'rate = "fast"'), "is not a rate"),
         (lambda t: t.replace('end = "90s"', 'end = "30s"'), "end must come after start"),
         (lambda t: t.replace('start = "1m"', 'start = "soon"'), "is not a duration"),
-        (lambda t: t.replace('network = "as9541"', 'network = "AS1"'),
-         "not declared in [[network]]"),
+        (
+            lambda t: t.replace('network = "as9541"', 'network = "AS1"'),
+            "not declared in [[network]]",
+        ),
         (lambda t: t + '\n[[target]]\nhost = "x.com"\n', "declared twice"),
         (lambda t: t.replace('cc = "pk"', 'colour = "green"'), "unknown key"),
     ],
@@ -90,8 +94,15 @@ def test_shipped_scenario_matches_the_story() -> None:
         first_methods.setdefault(c.network, c.method)
         assert c.start > 0, "X is reachable at first and blocked after a scheduled start"
     assert len(set(first_methods.values())) == 4, "each network blocks by a different method"
-    x_hosts = {"x.com", "twitter.com", "api.x.com", "abs.twimg.com", "pbs.twimg.com",
-               "video.twimg.com", "t.co"}
+    x_hosts = {
+        "x.com",
+        "twitter.com",
+        "api.x.com",
+        "abs.twimg.com",
+        "pbs.twimg.com",
+        "video.twimg.com",
+        "t.co",
+    }
     assert x_hosts <= {t.host for t in s.targets}
 
 
@@ -148,5 +159,9 @@ def test_packet_loss_extension() -> None:
     with pytest.raises(sc.ScenarioError, match="between 0% and 100%"):
         sc.parse(tomllib.loads(text + 'loss = "150%"\n'), "loss.toml")
     with pytest.raises(sc.ScenarioError, match="only applies to the packet-loss method"):
-        sc.parse(tomllib.loads(GOOD.replace('targets = ["x.com"]\n',
-                                            'targets = ["x.com"]\nloss = "5%"\n')), "x.toml")
+        sc.parse(
+            tomllib.loads(
+                GOOD.replace('targets = ["x.com"]\n', 'targets = ["x.com"]\nloss = "5%"\n')
+            ),
+            "x.toml",
+        )

@@ -82,8 +82,10 @@ def _classify_cert_error(exc: ssl.SSLCertVerificationError) -> str:
     message = (exc.verify_message or str(exc)).lower()
     if "hostname mismatch" in message or "ip address mismatch" in message:
         return SSL_INVALID_HOSTNAME
-    if "unable to get local issuer" in message or "self-signed" in message or (
-        "self signed" in message
+    if (
+        "unable to get local issuer" in message
+        or "self-signed" in message
+        or ("self signed" in message)
     ):
         return SSL_UNKNOWN_AUTHORITY
     return SSL_INVALID_CERTIFICATE

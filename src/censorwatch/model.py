@@ -2,16 +2,18 @@
 
 A *measurement* is an OONI data-format measurement and stays a plain ``dict`` (the format is
 open-ended: OONI adds keys, censorwatch adds ``x_``-prefixed ones). Everything censorwatch
-derives from measurements is typed here, so that every stage agrees on one shape.
+derives from measurements is typed here, so that every stage agrees on one shape. Times are
+read and written by ``censorwatch.times``.
 """
 
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import msgspec
+
+from censorwatch.times import parse_time
 
 VerdictKind = Literal["ok", "blocked", "down", "unknown"]
 LayerState = Literal["ok", "blocked", "down", "unknown"] | None
@@ -34,8 +36,6 @@ METHODS: tuple[str, ...] = (
     "quic.blocked",
     "throttled",
 )
-
-OONI_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 class Layers(msgspec.Struct, omit_defaults=False):
@@ -73,30 +73,6 @@ def canonical_json(obj: Any) -> bytes:
     Used wherever bytes must be reproducible: measurement UIDs, signatures, log leaves.
     """
     return msgspec.json.encode(obj, order="sorted")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def ooni_time(dt: datetime) -> str:
-    """OONI's measurement time format (UTC, ``YYYY-MM-DD HH:MM:SS``)."""
-    return dt.astimezone(UTC).strftime(OONI_TIME_FORMAT)
-
-
-def parse_time(value: str) -> datetime:
-    """Read OONI's ``YYYY-MM-DD HH:MM:SS`` or RFC 3339; the result is timezone-aware UTC."""
-    value = value.strip()
-    if value.endswith("Z"):
-        value = value[:-1] + "+00:00"
-    dt = datetime.fromisoformat(value)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC)
-
-
-def rfc3339(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def derive_measurement_uid(measurement: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""Facts about IP addresses: which AS announces one, and whether it is a bogon.
+"""Facts about IP addresses: which AS announces one, and whether it is special (a bogon).
 
 A deployment points censorwatch at an IP-to-ASN database with ``--asn-db FILE`` (or the
 environment variable ``CENSORWATCH_ASN_DB``). Two formats are read:
@@ -19,23 +19,106 @@ import bisect
 import ipaddress
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 ASN_DB_ENV = "CENSORWATCH_ASN_DB"
 
-# Special-purpose ranges that never belong to a public host (RFC 6890 and successors).
-_BOGON_PREFIXES = [
-    ipaddress.ip_network(p)
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Special-purpose ranges (RFC 6890 and successors) that ``ipaddress``'s flags (private,
+# loopback, link-local, multicast, reserved, unspecified) do not all cover in every Python.
+_SPECIAL_V4 = tuple(
+    ipaddress.IPv4Network(p)
     for p in (
         "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
         "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16",
         "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
-        "::/128", "::1/128", "::ffff:0:0/96", "64:ff9b::/96", "100::/64", "2001:db8::/32",
-        "fc00::/7", "fe80::/10", "ff00::/8",
     )
-]
+)  # fmt: skip
+_SPECIAL_V6 = tuple(
+    ipaddress.IPv6Network(p)
+    for p in (
+        "::/128", "::1/128", "::/96", "100::/64", "2001::/23", "2001:db8::/32", "3fff::/20",
+        "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
+        "64:ff9b:1::/48",  # local-use IPv4/IPv6 translation (RFC 8215): never global
+    )
+)  # fmt: skip
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # the well-known prefix (RFC 6052)
+_SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")
+
+
+def parse_address(text: str) -> IPAddress | None:
+    """An address written alone, in brackets or with a zone (``[fe80::1%eth0]``); an
+    IPv4-mapped IPv6 address is returned as the IPv4 address it is. None when not an address."""
+    try:
+        addr = ipaddress.ip_address(text.strip().removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def embedded_ipv4(addr: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for: IPv4-mapped, NAT64 (64:ff9b::/96), 6to4."""
+    if addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    if addr in _NAT64:
+        return ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+    if addr in _SIX_TO_FOUR:
+        return addr.sixtofour
+    return None
+
+
+def is_special(address: str | IPAddress, public: Iterable[IPNetwork] = ()) -> bool:
+    """True for an address no public host can have: the one rule every stage uses.
+
+    Private, loopback, link-local, multicast, reserved and unspecified addresses, shared
+    (100.64.0.0/10), benchmarking and documentation ranges; an IPv6 address that stands for an
+    IPv4 one (IPv4-mapped, NAT64, 6to4) is judged by that IPv4 address. ``public`` lists ranges
+    that count as public all the same (the testbed's emulated internet lives in documentation
+    ranges). A string that is no address raises ``ValueError``.
+    """
+    addr = address if not isinstance(address, str) else parse_address(address)
+    if addr is None:
+        raise ValueError(f"not an IP address: {str(address)[:64]!r}")
+    public = tuple(public)
+    if isinstance(addr, ipaddress.IPv6Address):
+        inner = embedded_ipv4(addr)
+        if inner is not None and not _in_any(addr, public):
+            return is_special(inner, public)
+    if _in_any(addr, public):
+        return False
+    if (
+        addr.is_private
+        or addr.is_loopback
+        or addr.is_link_local
+        or addr.is_multicast
+        or addr.is_reserved
+        or addr.is_unspecified
+    ):
+        return True
+    return _in_any(addr, _SPECIAL_V4 if addr.version == 4 else _SPECIAL_V6)
+
+
+def identifies_nobody(address: str | IPAddress) -> bool:
+    """Loopback and unspecified addresses (however spelled): they name no host on the
+    internet, so they are never scrubbed as someone's address (a DNS answer of 127.0.0.1 is
+    evidence of a block). Strings that are no address identify nobody either."""
+    addr = address if not isinstance(address, str) else parse_address(address)
+    if addr is None:
+        return True
+    if isinstance(addr, ipaddress.IPv6Address):
+        addr = embedded_ipv4(addr) or addr
+    return addr.is_loopback or addr.is_unspecified
+
+
+def _in_any(addr: IPAddress, networks: Iterable[IPNetwork]) -> bool:
+    return any(addr in net for net in networks if net.version == addr.version)
 
 
 @dataclass(frozen=True)
@@ -100,14 +183,12 @@ class AddressPlan:
         return None
 
     def is_bogon(self, ip: str) -> bool:
-        """True for addresses no public host can have (private, loopback, reserved …)."""
+        """True for addresses no public host can have (:func:`is_special`), outside the plan's
+        public ranges; False for text that is no address."""
         try:
-            addr = ipaddress.ip_address(ip)
+            return is_special(ip, self.public_prefixes)
         except ValueError:
             return False
-        if any(addr in net for net in self.public_prefixes if net.version == addr.version):
-            return False
-        return any(addr in net for net in _BOGON_PREFIXES if net.version == addr.version)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> AddressPlan:
@@ -142,6 +223,7 @@ class AddressPlan:
                 org = parts[4] if len(parts) > 4 else ""
                 plan.add_range(parts[0], parts[1], ASInfo(asn, org, cc))
         return plan.freeze()
+
 
 _EMPTY = AddressPlan().freeze()
 

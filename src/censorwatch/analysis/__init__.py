@@ -2,9 +2,15 @@
 
 Public surface (other stages build on it):
 
-* ``analyze(measurement, *, fingerprints=None, plan=None) -> censorwatch.model.Verdict``
+* ``core.analyze_json(raw_bytes, ...)``, ``core.analyze_raw`` and ``core.analyze_files(paths,
+  ...)``: the one road, bytes -> typed decode -> observations -> verdict
+* ``analyze(measurement, *, fingerprints=None, plan=None) -> censorwatch.model.Verdict``: the
+  same verdict for a caller that holds only a dict
 * ``Fingerprints`` (``.load(dir)``, ``.default()``, ``.match_http``, ``.match_dns``)
-* ``reader.iter_measurements(paths)`` and ``render.verdict_table(verdicts)``
+* ``render.verdict_table(verdicts)``
+
+The rules live by layer (``walk``, ``dns``, ``transport``, ``http``, ``page``, ``throughput``),
+their confidences in ``confidence``.
 
 Attributes load on first use, so that ``censorwatch --help`` does not pay for the matcher.
 """

@@ -1,26 +1,46 @@
 """The analysis entry point: one stored measurement in, one verdict record out.
 
-``analyze`` is a pure function of a stored measurement (plus the fingerprint database and the
-address plan it is given), so any old measurement can be analysed again when the rules or the
-fingerprints improve. It never raises on odd input: what it cannot judge is ``unknown``, with
-the reason in the evidence.
+The road is bytes -> typed decode (``observations.schema``) -> observations
+(``observations.builder.observe``) -> verdict: ``analyze_json`` (and ``analyze_raw``, which
+also says which testbed a measurement came from) is what ``censorwatch analyze``, the
+collector, the ingest and the demo run. ``analyze`` is the same analysis for a caller that holds
+only a ``dict``; both give the same verdict for the same measurement.
+
+Each is a pure function of a stored measurement (plus the fingerprint database and the address
+plan it is given), so any old measurement can be analysed again when the rules or the
+fingerprints improve. None raises on odd input: what it cannot judge is ``unknown``, with the
+reason in the evidence.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from typing import Any
 
 import msgspec
 
+from censorwatch.analysis import confidence as C
 from censorwatch.analysis.fingerprints import Fingerprints
-from censorwatch.analysis.webconnectivity import Outcome, analyze_web
-from censorwatch.model import Layers, Verdict, derive_measurement_uid, parse_time, rfc3339
+from censorwatch.analysis.outcome import Outcome
+from censorwatch.analysis.walk import analyze_web
+from censorwatch.model import Layers, Verdict, derive_measurement_uid
 from censorwatch.netinfo import AddressPlan, address_plan
 from censorwatch.observations.builder import as_str, host_display, observe, url_parts
+from censorwatch.observations.reader import Loaded, iter_measurements
 from censorwatch.observations.schema import STRUCT_OPTIONS, Measurement, to_typed
+from censorwatch.times import parse_time, rfc3339
 
 _NO_FINGERPRINTS = Fingerprints.empty()
+
+
+class Analyzed(msgspec.Struct, gc=False):
+    """A verdict, and the testbed its measurement was made in (``x_testbed``), if any."""
+
+    verdict: Verdict
+    testbed: str | None = None
 
 
 def analyze(
@@ -37,22 +57,8 @@ def analyze(
     try:
         outcome = _decide(measurement, fps, plan)
     except Exception as exc:  # the contract: odd shapes give "unknown", never an exception
-        outcome = Outcome().done(
-            "unknown", 0.0, f"measurement could not be analysed: {type(exc).__name__}: {exc}"
-        )
+        outcome = _not_analysable(exc)
     return _verdict(measurement, outcome)
-
-
-class _Envelope(Measurement, **STRUCT_OPTIONS):
-    """The record's header fields besides what the analysis reads."""
-
-    measurement_uid: str | None = None
-    report_id: str | None = None
-    probe_asn: str | int | None = None
-    measurement_start_time: str | None = None
-
-
-_ENVELOPE = msgspec.json.Decoder(_Envelope)
 
 
 def analyze_json(
@@ -63,28 +69,50 @@ def analyze_json(
 ) -> Verdict:
     """``analyze`` of one measurement's JSON bytes: the same verdict, sooner.
 
-    The measurement is decoded straight into the typed view, skipping everything the analysis
-    does not read; one without a ``measurement_uid`` is also read whole to derive it, and one
-    with odd types to prune takes the ``analyze(dict)`` road. Raises
-    ``msgspec.DecodeError`` only for bytes that are not JSON.
+    Raises ``msgspec.DecodeError`` only for bytes that are not JSON.
+    """
+    fps = fingerprints if fingerprints is not None else _NO_FINGERPRINTS
+    plan = plan if plan is not None else address_plan(None)
+    return analyze_raw(raw, fps, plan).verdict
+
+
+class _Annotations(msgspec.Struct, **STRUCT_OPTIONS):
+    x_testbed: Any = None
+
+
+class _Envelope(Measurement, **STRUCT_OPTIONS):
+    """The record's header fields besides what the analysis reads."""
+
+    measurement_uid: str | None = None
+    report_id: str | None = None
+    probe_asn: str | int | None = None
+    measurement_start_time: str | None = None
+    annotations: _Annotations | None = None
+
+
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
+_DECODE_ANY = msgspec.json.Decoder().decode
+
+
+def analyze_raw(raw: bytes, fps: Fingerprints, plan: AddressPlan) -> Analyzed:
+    """The bytes road: one measurement's JSON straight into the typed view, then the verdict.
+
+    Everything the analysis does not read is skipped by the decoder. A measurement without a
+    ``measurement_uid`` is also read whole, once, to derive it; one with values of an odd type
+    (which the typed decode refuses) takes the ``analyze(dict)`` road, which prunes them.
+    Raises ``msgspec.DecodeError`` only for bytes that are not JSON.
     """
     try:
         env = _ENVELOPE.decode(raw)
     except msgspec.ValidationError:
-        return analyze(msgspec.json.decode(raw), fingerprints=fingerprints, plan=plan)
-    uid = env.measurement_uid
-    if not uid:
-        # Content-derived, as ``analyze`` does: the whole document must be read once more.
-        uid = _derived_uid(msgspec.json.decode(raw))
-    fps = fingerprints if fingerprints is not None else _NO_FINGERPRINTS
-    plan = plan if plan is not None else address_plan(None)
+        doc = _DECODE_ANY(raw)
+        return Analyzed(analyze(doc, fingerprints=fps, plan=plan), testbed_of(doc))
+    uid = env.measurement_uid or derived_uid(_DECODE_ANY(raw))
     try:
         outcome = _decide_typed(env, fps, plan)
     except Exception as exc:  # same last resort as analyze()
-        outcome = Outcome().done(
-            "unknown", 0.0, f"measurement could not be analysed: {type(exc).__name__}: {exc}"
-        )
-    return _build(
+        outcome = _not_analysable(exc)
+    verdict = _build(
         uid,
         env.report_id,
         env.input,
@@ -93,18 +121,71 @@ def analyze_json(
         env.measurement_start_time,
         outcome,
     )
+    annotations = env.annotations
+    testbed = annotations.x_testbed if annotations is not None else None
+    return Analyzed(verdict, testbed if testbed.__class__ is str and testbed else None)
+
+
+def analyze_item(
+    item: Loaded, fps: Fingerprints, plan: AddressPlan
+) -> tuple[Analyzed | None, str | None]:
+    """``(Analyzed, None)`` for an item of ``observations.reader``, ``(None, why)`` for one
+    that is not a measurement (the reader's words: "invalid JSON: ...", "not a JSON object").
+
+    The bytes road for an item read with ``decode=False``: its own JSON goes straight to the
+    typed decode. Only an item that came without its own bytes takes the dict road.
+    """
+    if item.error is not None:
+        return None, item.error
+    raw = item.raw
+    if raw is None:
+        m = item.measurement if item.measurement is not None else {}
+        return Analyzed(analyze(m, fingerprints=fps, plan=plan), testbed_of(m)), None
+    if raw[:1] == b"{":  # reader items are stripped: any other start is not an object
+        try:
+            return analyze_raw(raw, fps, plan), None
+        except msgspec.DecodeError:
+            pass
+    try:
+        doc = _DECODE_ANY(raw)
+    except msgspec.DecodeError as exc:
+        return None, f"invalid JSON: {exc}"
+    return None, f"not a JSON object ({type(doc).__name__})"
+
+
+def analyze_files(
+    paths: Iterable[str | os.PathLike[str]], fps: Fingerprints, plan: AddressPlan
+) -> Iterator[tuple[str, Analyzed | None, str | None]]:
+    """``(source, Analyzed, None)`` for each measurement in ``paths`` (files, trees, ``-``),
+    ``(source, None, why)`` for each item that is not one: the bytes road over files."""
+    for item in iter_measurements(paths, decode=False):
+        result, problem = analyze_item(item, fps, plan)
+        yield item.source, result, problem
+
+
+def testbed_of(measurement: object) -> str | None:
+    """The testbed id a measurement was made in (its ``x_testbed`` annotation), if any."""
+    annotations = measurement.get("annotations") if isinstance(measurement, dict) else None
+    testbed = annotations.get("x_testbed") if isinstance(annotations, dict) else None
+    return testbed if isinstance(testbed, str) and testbed else None
+
+
+def _not_analysable(exc: Exception) -> Outcome:
+    return Outcome().done(
+        "unknown", C.NONE, f"measurement could not be analysed: {type(exc).__name__}: {exc}"
+    )
 
 
 def _decide_typed(env: _Envelope, fps: Fingerprints, plan: AddressPlan) -> Outcome:
     test_name = env.test_name or ""
     if test_name and test_name != "web_connectivity":
         return Outcome().done(
-            "unknown", 0.0, f"test {test_name!r} is not analysed (only web_connectivity is)"
+            "unknown", C.NONE, f"test {test_name!r} is not analysed (only web_connectivity is)"
         )
     if env.test_keys is None:
-        return Outcome().done("unknown", 0.0, "the measurement has no test_keys")
+        return Outcome().done("unknown", C.NONE, "the measurement has no test_keys")
     if not env.input:
-        return Outcome().done("unknown", 0.0, "the measurement has no input URL")
+        return Outcome().done("unknown", C.NONE, "the measurement has no input URL")
     return analyze_web(observe(env.test_keys), env.input, env.probe_cc or None, fps, plan)
 
 
@@ -121,16 +202,16 @@ def _decide(m: dict[str, Any], fps: Fingerprints, plan: AddressPlan) -> Outcome:
     test_name = as_str(m.get("test_name"))
     if test_name and test_name != "web_connectivity":
         return Outcome().done(
-            "unknown", 0.0, f"test {test_name!r} is not analysed (only web_connectivity is)"
+            "unknown", C.NONE, f"test {test_name!r} is not analysed (only web_connectivity is)"
         )
     if not isinstance(m.get("test_keys"), dict):
-        return Outcome().done("unknown", 0.0, "the measurement has no test_keys")
+        return Outcome().done("unknown", C.NONE, "the measurement has no test_keys")
     url = as_str(m.get("input"))
     if not url:
-        return Outcome().done("unknown", 0.0, "the measurement has no input URL")
+        return Outcome().done("unknown", C.NONE, "the measurement has no input URL")
     typed, pruned = to_typed(m)
     if typed.test_keys is None:
-        return Outcome().done("unknown", 0.0, "the measurement's test_keys are not readable")
+        return Outcome().done("unknown", C.NONE, "the measurement's test_keys are not readable")
     cc = as_str(m.get("probe_cc")) or None
     outcome = analyze_web(observe(typed.test_keys), url, cc, fps, plan)
     if pruned:
@@ -162,7 +243,35 @@ def _asn_text(probe_asn: str | int) -> str:
     return asn.upper() if asn[:2].lower() == "as" else asn
 
 
-def _derived_uid(m: Any) -> str:
+_SORTED_ENCODE = msgspec.json.Encoder(order="sorted").encode  # model.canonical_json's bytes
+
+
+def derived_uid(m: Any) -> str:
+    """``model.derive_measurement_uid(m)``: the same value (stored UIDs depend on it), without
+    its copy of the measurement when there is nothing to leave out of the hash (the usual
+    case), and with its time stamp remembered (start times repeat within a report)."""
+    if m.__class__ is not dict or "measurement_uid" in m or "x_signature" in m:
+        return _derive_uid_slowly(m)
+    try:
+        digest = hashlib.sha256(_SORTED_ENCODE(m)).hexdigest()
+        stamp = _uid_stamp(str(m.get("measurement_start_time") or ""))
+    except (TypeError, ValueError):
+        return _derive_uid_slowly(m)
+    cc = str(m.get("probe_cc") or "ZZ")[:2].upper()
+    test = str(m.get("test_name") or "unknown").replace("_", "")
+    return f"{stamp}.{int(digest[:6], 16) % 1000000:06d}_{cc}_{test}_{digest[:16]}"
+
+
+@lru_cache(maxsize=4096)
+def _uid_stamp(start: str) -> str:
+    """The UID's leading time stamp, read as ``derive_measurement_uid`` reads it."""
+    try:
+        return parse_time(start).strftime("%Y%m%d%H%M%S")
+    except ValueError:
+        return "00000000000000"
+
+
+def _derive_uid_slowly(m: Any) -> str:
     try:
         return derive_measurement_uid(m)
     except (TypeError, ValueError):
@@ -172,7 +281,7 @@ def _derived_uid(m: Any) -> str:
 def _verdict(m: dict[str, Any], outcome: Outcome) -> Verdict:
     uid = m.get("measurement_uid")
     if not isinstance(uid, str) or not uid:
-        uid = _derived_uid(m)
+        uid = derived_uid(m)
     url = m.get("input")
     return _build(
         uid,

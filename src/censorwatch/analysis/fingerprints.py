@@ -20,8 +20,6 @@ only when a literal they require is present.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import csv
 import io
 import json
@@ -37,6 +35,8 @@ try:  # a compiled automaton; the fallback gives the same answers, only slower.
     import ahocorasick_rs
 except ImportError:  # pragma: no cover - exercised only where the wheel is missing
     ahocorasick_rs = None
+
+from censorwatch.observations.text import decode_body, normalize_headers
 
 FINGERPRINTS_ENV = "CENSORWATCH_FINGERPRINTS"
 FILE_NAMES = (
@@ -415,7 +415,7 @@ class Fingerprints:
         cc: str | None = None,
     ) -> HttpMatch:
         """Three-valued verdict on one response: blockpage, known false positive, or unknown."""
-        return self.classify_normalized(_as_text(body), _norm_headers(headers), cc)
+        return self.classify_normalized(_as_text(body), normalize_headers(headers), cc)
 
     def classify_normalized(
         self, text: str, base_headers: dict[str, list[str]], cc: str | None = None
@@ -572,51 +572,12 @@ def _meta_refresh_target(text: str) -> str | None:
     return match.group(1) if match else None
 
 
-def decode_body(raw: bytes) -> str:
-    """Bytes of a page as text: UTF-8 when valid, else Latin-1 (never invents U+FFFD)."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
-
-
 def _as_text(body: bytes | str | None) -> str:
     if body is None:
         return ""
     if isinstance(body, bytes | bytearray):
         return decode_body(bytes(body))
     return body if isinstance(body, str) else ""
-
-
-def _norm_headers(headers: Mapping[str, Any] | Iterable[Any] | None) -> dict[str, list[str]]:
-    """Lower-case name -> values, from a dict (str or list values) or a headers_list."""
-    out: dict[str, list[str]] = {}
-    if not headers:
-        return out
-    items: Iterable[Any] = headers.items() if isinstance(headers, Mapping) else headers
-    for item in items:
-        if not isinstance(item, list | tuple) or len(item) != 2:
-            continue
-        name, value = item
-        if not isinstance(name, str):
-            continue
-        values = value if isinstance(value, list) else [value]
-        for v in values:
-            if isinstance(v, dict) and v.get("format") == "base64":
-                v = _b64_text(v.get("data"))
-            if isinstance(v, str):
-                out.setdefault(name.lower(), []).append(v)
-    return out
-
-
-def _b64_text(data: Any) -> str | None:
-    if not isinstance(data, str):
-        return None
-    try:
-        raw = base64.b64decode(data + "=" * (-len(data) % 4), validate=False)
-    except (ValueError, binascii.Error):
-        return None
-    return raw.decode("utf-8", errors="replace")
 
 
 def _tree_mtime(path: Path) -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from typing import Any
@@ -12,36 +11,36 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from censorwatch.api.params import filters
-from censorwatch.store.base import Filters
-from censorwatch.store.duckdb_store import rfc3339_naive
+from censorwatch.store.base import Filters, MeasurementRow
+from censorwatch.times import rfc3339
 
 router = APIRouter(prefix="/api/v1", tags=["measurements"])
 
 
-def result(row: dict[str, Any], base: str) -> dict[str, Any]:
+def result(row: MeasurementRow, base: str) -> dict[str, Any]:
     """One OONI-style result row with the verdict fields next to it."""
     return {
-        "measurement_uid": row["measurement_uid"],
-        "report_id": row["report_id"],
-        "input": row["input"],
-        "domain": row["domain"],
-        "target": row["target"],
-        "probe_cc": row["probe_cc"],
-        "probe_asn": row["probe_asn"],
-        "test_name": row["test_name"],
-        "measurement_start_time": rfc3339_naive(row["measurement_start_time"]),
-        "anomaly": row["verdict"] == "blocked",
-        "confirmed": row["confirmed"],
-        "failure": row["verdict"] == "unknown",
-        "verdict": row["verdict"],
-        "method": row["method"],
-        "confidence": row["confidence"],
-        "fingerprint": row["fingerprint"],
-        "evidence": json.loads(row["evidence"]),
-        "layers": json.loads(row["layers"]),
-        "signature": row["signature"],
-        "source": row["source"],
-        "measurement_url": f"{base}api/v1/raw_measurement?measurement_uid={row['measurement_uid']}",
+        "measurement_uid": row.measurement_uid,
+        "report_id": row.report_id,
+        "input": row.input,
+        "domain": row.domain,
+        "target": row.target,
+        "probe_cc": row.probe_cc,
+        "probe_asn": row.probe_asn,
+        "test_name": row.test_name,
+        "measurement_start_time": rfc3339(row.measurement_start_time),
+        "anomaly": row.verdict == "blocked",
+        "confirmed": row.confirmed,
+        "failure": row.verdict == "unknown",
+        "verdict": row.verdict,
+        "method": row.method,
+        "confidence": row.confidence,
+        "fingerprint": row.fingerprint,
+        "evidence": row.evidence,
+        "layers": row.layers,
+        "signature": row.signature,
+        "source": row.source,
+        "measurement_url": f"{base}api/v1/raw_measurement?measurement_uid={row.measurement_uid}",
     }
 
 
@@ -55,7 +54,7 @@ async def list_measurements(
 ) -> JSONResponse:
     store = request.app.state.store
     started = time.perf_counter()
-    rows = await run_in_threadpool(store.query, f, limit=limit, offset=offset, order=order)
+    rows = await run_in_threadpool(store.rows, f, limit=limit, offset=offset, order=order)
     count = await run_in_threadpool(store.count, f)
     base = str(request.base_url)
     next_url = None

@@ -1,38 +1,15 @@
-"""Query parameters shared by the measurements, aggregation and export endpoints."""
+"""Query parameters shared by the measurements, aggregation and export endpoints.
+
+The parameters are declared here (for validation bounds and the OpenAPI schema); their values
+are read by ``censorwatch.store.filters``, the one filter parser, and a bad value is a 400.
+"""
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
-
 from fastapi import HTTPException, Query
 
-from censorwatch.model import parse_time
-from censorwatch.store.base import VERDICTS, Filters
-
-_ASN_RE = re.compile(r"^(?:AS)?(\d{1,10})$", re.I)
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-def parse_when(value: str | None, name: str) -> datetime | None:
-    """A date (``YYYY-MM-DD``, midnight UTC) or an RFC 3339 time, as naive UTC."""
-    if value is None or value == "":
-        return None
-    try:
-        if _DATE_RE.match(value):
-            return datetime.strptime(value, "%Y-%m-%d")
-        return parse_time(value).astimezone(UTC).replace(tzinfo=None)
-    except (ValueError, OverflowError):
-        raise HTTPException(400, f"{name} must be YYYY-MM-DD or an RFC 3339 time") from None
-
-
-def parse_asn(value: str | None) -> str | None:
-    if value is None or value == "":
-        return None
-    m = _ASN_RE.match(value.strip())
-    if m is None:
-        raise HTTPException(400, "probe_asn must look like AS1234")
-    return f"AS{int(m.group(1))}"
+from censorwatch.store.base import Filters
+from censorwatch.store.filters import FilterError, parse_filters
 
 
 def filters(
@@ -48,18 +25,21 @@ def filters(
     method: str | None = Query(None, max_length=64, description="e.g. dns.nxdomain"),
     confirmed: bool | None = Query(None),
 ) -> Filters:
-    if verdict is not None and verdict not in VERDICTS:
-        raise HTTPException(400, "unknown verdict")
-    return Filters(
-        report_id=report_id or None,
-        probe_cc=probe_cc.upper() if probe_cc else None,
-        probe_asn=parse_asn(probe_asn),
-        input=input or None,
-        domain=domain.lower().rstrip(".") if domain else None,
-        test_name=test_name or None,
-        since=parse_when(since, "since"),
-        until=parse_when(until, "until"),
-        verdict=verdict,
-        method=method or None,
-        confirmed=confirmed,
-    )
+    try:
+        return parse_filters(
+            {
+                "report_id": report_id,
+                "probe_cc": probe_cc,
+                "probe_asn": probe_asn,
+                "input": input,
+                "domain": domain,
+                "test_name": test_name,
+                "since": since,
+                "until": until,
+                "verdict": verdict,
+                "method": method,
+                "confirmed": confirmed,
+            }
+        )
+    except FilterError as exc:
+        raise HTTPException(400, str(exc)) from None

@@ -34,8 +34,18 @@ PROFILE = "x"
 TESTBED_ID = "cwdemo"
 # Tighter than the probe's defaults (made for real networks): the emulated one answers in
 # milliseconds, and shorter timeouts keep a measurement round short.
-PROBE_BUDGET = ["--connect-timeout", "3", "--tls-timeout", "3", "--dns-timeout", "2",
-                "--http-timeout", "5", "--url-deadline", "15"]
+PROBE_BUDGET = [
+    "--connect-timeout",
+    "3",
+    "--tls-timeout",
+    "3",
+    "--dns-timeout",
+    "2",
+    "--http-timeout",
+    "5",
+    "--url-deadline",
+    "15",
+]
 
 
 @dataclass
@@ -74,10 +84,22 @@ def collector(run: DemoRun, asn_db: Path) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     log = open(run.out / "collector.log", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
-        _cw("serve", "--db", str(run.out / "censorwatch.duckdb"),
-            "--archive", str(run.out / "archive"), "--host", "127.0.0.1", "--port", str(port),
-            "--asn-db", str(asn_db)),
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        _cw(
+            "serve",
+            "--db",
+            str(run.out / "censorwatch.duckdb"),
+            "--archive",
+            str(run.out / "archive"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--asn-db",
+            str(asn_db),
+        ),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
     )
     log.close()
     try:
@@ -108,14 +130,37 @@ def probe_round(run: DemoRun, number: int, networks: list[str]) -> list[Path]:
     for asn in networks:
         output = folder / f"round-{number:02d}-{asn}.jsonl"
         output.unlink(missing_ok=True)  # a rerun into the same --out starts afresh
-        cmd = _cw("testbed", "exec", asn, "--id", run.testbed_id, "--",
-                  sys.executable, "-m", "censorwatch", "probe", "--profile", PROFILE,
-                  "--concurrency", "7", *PROBE_BUDGET, "--output", str(output))
+        cmd = _cw(
+            "testbed",
+            "exec",
+            asn,
+            "--id",
+            run.testbed_id,
+            "--",
+            sys.executable,
+            "-m",
+            "censorwatch",
+            "probe",
+            "--profile",
+            PROFILE,
+            "--concurrency",
+            "7",
+            *PROBE_BUDGET,
+            "--output",
+            str(output),
+        )
         key = run.out / "keys" / f"probe-{asn}.key"
-        if key.is_file() and _probe_signs():
+        if key.is_file():
             cmd += ["--key", str(key)]
-        procs.append((asn, output, subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)))
+        procs.append(
+            (
+                asn,
+                output,
+                subprocess.Popen(
+                    cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+                ),
+            )
+        )
     written = []
     for asn, output, proc in procs:
         _, stderr = proc.communicate(timeout=120)
@@ -126,11 +171,19 @@ def probe_round(run: DemoRun, number: int, networks: list[str]) -> list[Path]:
     return written
 
 
-def read_jsonl(paths: list[Path]) -> list[dict[str, Any]]:
+def read_json_objects(run: DemoRun, paths: list[Path]) -> list[dict[str, Any]]:
+    """The JSON objects of the probes' or the events command's output files, read by the
+    project's one reader; an unreadable file or line is named and skipped."""
+    from rich.markup import escape
+
+    from censorwatch.observations.reader import iter_json_objects
+
     items = []
-    for path in paths:
-        with open(path, encoding="utf-8") as fh:
-            items.extend(json.loads(line) for line in fh if line.strip())
+    for item in iter_json_objects(paths):
+        if item.ok and item.record is not None:
+            items.append(item.record)
+        else:
+            run.say(f"[yellow]skipped {escape(item.source)}: {escape(item.error or '')}[/yellow]")
     return items
 
 
@@ -183,9 +236,11 @@ def timeline_table(verdicts: list[Verdict], rounds: dict[str, int]) -> Table:
     return table
 
 
-def run_demo(out: Path | None, *, rounds: int = 8, interval: float = 12.0,
-             console: Console | None = None) -> Path:
-    from censorwatch.analysis import Fingerprints, analyze
+def run_demo(
+    out: Path | None, *, rounds: int = 8, interval: float = 12.0, console: Console | None = None
+) -> Path:
+    from censorwatch.analysis import Fingerprints
+    from censorwatch.analysis.core import analyze_files
     from censorwatch.netinfo import AddressPlan
     from censorwatch.testbed import manager
 
@@ -201,13 +256,17 @@ def run_demo(out: Path | None, *, rounds: int = 8, interval: float = 12.0,
         networks = [n.asn for n in plan.networks]
         asn_db = out / "address-plan.json"
         asn_db.write_text(state.address_plan_file.read_text())
-        run.say(f"{len(networks)} networks: {', '.join(networks)}; X is blocked on four of "
-                f"them from t=30s")
+        run.say(
+            f"{len(networks)} networks: {', '.join(networks)}; X is blocked on four of "
+            f"them from t=30s"
+        )
         _make_probe_keys(run, networks)
         with collector(run, asn_db) as api:
             run.api_url = api
-            run.say(f"collector and API at [bold]{api}[/bold]: explorer {api}/explorer, "
-                    f"measurements {api}/api/v1/measurements?probe_cc=PK")
+            run.say(
+                f"collector and API at [bold]{api}[/bold]: explorer {api}/explorer, "
+                f"measurements {api}/api/v1/measurements?probe_cc=PK"
+            )
             round_of: dict[str, int] = {}
             facts = AddressPlan.load(asn_db)
             fingerprints = Fingerprints.default()
@@ -218,23 +277,31 @@ def run_demo(out: Path | None, *, rounds: int = 8, interval: float = 12.0,
                     time.sleep(delay)
                 elapsed = time.time() - float(state.info()["started_at"])
                 files = probe_round(run, number, networks)
-                measurements = read_jsonl(files)
+                measurements = read_json_objects(run, files)
                 for m in measurements:
                     round_of[m.get("measurement_uid", "")] = number
                 run.measurement_files.extend(files)
                 submitted = submit(run, measurements, api)
-                verdicts = [analyze(m, plan=facts, fingerprints=fingerprints)
-                            for m in measurements]
+                verdicts = [
+                    r.verdict
+                    for _, r, _ in analyze_files(files, fingerprints, facts)
+                    if r is not None
+                ]
                 blocked = sum(v.verdict == "blocked" for v in verdicts)
-                run.say(f"round {number}/{rounds} at t={elapsed:5.1f}s: "
-                        f"{len(measurements)} measurements, {blocked} blocked, "
-                        f"{submitted}")
-            all_measurements = read_jsonl(run.measurement_files)
+                run.say(
+                    f"round {number}/{rounds} at t={elapsed:5.1f}s: "
+                    f"{len(measurements)} measurements, {blocked} blocked, "
+                    f"{submitted}"
+                )
+            all_measurements = read_json_objects(run, run.measurement_files)
             with open(run.measurements, "w", encoding="utf-8") as fh:
                 for m in all_measurements:
                     fh.write(json.dumps(m, ensure_ascii=False) + "\n")
-            verdicts = [analyze(m, plan=facts, fingerprints=fingerprints)
-                        for m in all_measurements]
+            verdicts = [
+                r.verdict
+                for _, r, _ in analyze_files([run.measurements], fingerprints, facts)
+                if r is not None
+            ]
             with open(out / "verdicts.jsonl", "w", encoding="utf-8") as fh:
                 for v in verdicts:
                     fh.write(json.dumps(v.to_record(), ensure_ascii=False) + "\n")
@@ -248,11 +315,15 @@ def run_demo(out: Path | None, *, rounds: int = 8, interval: float = 12.0,
     finally:
         run.say("tearing down the emulated network")
         manager.down(run.testbed_id)
-    run.say(f"to explore it again: censorwatch serve --db {out / 'censorwatch.duckdb'} "
-            f"--archive {out / 'archive'}, then open /explorer")
+    run.say(
+        f"to explore it again: censorwatch serve --db {out / 'censorwatch.duckdb'} "
+        f"--archive {out / 'archive'}, then open /explorer"
+    )
     where = "kept in" if keep else "left in"
-    run.say(f"done in {time.time() - run.started:.0f}s; everything it produced is {where} "
-            f"[bold]{out}[/bold]")
+    run.say(
+        f"done in {time.time() - run.started:.0f}s; everything it produced is {where} "
+        f"[bold]{out}[/bold]"
+    )
     return out
 
 
@@ -265,7 +336,8 @@ def submit(run: DemoRun, measurements: list[dict[str, Any]], api: str) -> str:
     except Exception as exc:  # the measurements stay queued on disk
         return f"[red]submission failed ({exc}); queued in {run.out / 'queue'}[/red]"
     return f"{len(result.sent)} stored by the collector" + (
-        f", {result.queued} queued" if getattr(result, "queued", 0) else "")
+        f", {result.queued} queued" if getattr(result, "queued", 0) else ""
+    )
 
 
 def find_events(run: DemoRun) -> dict[str, Any] | None:
@@ -275,8 +347,9 @@ def find_events(run: DemoRun) -> dict[str, Any] | None:
     proc = subprocess.run(
         _cw("events", verdicts, "--json"), capture_output=True, text=True, check=False
     )
-    (run.out / "events.jsonl").write_text(proc.stdout)
-    events = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    events_file = run.out / "events.jsonl"
+    events_file.write_text(proc.stdout)
+    events = read_json_objects(run, [events_file]) if proc.stdout.strip() else []
     national = [e for e in events if e.get("scope") == "national"]
     run.say(
         f"{len(events)} events ({len(national)} national) written to {run.out / 'events.jsonl'}"
@@ -286,10 +359,12 @@ def find_events(run: DemoRun) -> dict[str, Any] | None:
     best = max(national, key=lambda e: (len(e["asns"]), e["target"] == PROFILE))
     counts = best.get("measurements", {})
     measured = counts.get("networks_measured") or "?"
-    run.say(f"[bold red]{best['target']} blocked in {best['cc']} on {len(best['asns'])} of "
-            f"{measured} networks measured[/bold red] ({', '.join(best['asns'])}), methods "
-            f"{' / '.join(best['methods'])}, onset between {best['onset']['after']} and "
-            f"{best['onset']['before']}, {best['status']}")
+    run.say(
+        f"[bold red]{best['target']} blocked in {best['cc']} on {len(best['asns'])} of "
+        f"{measured} networks measured[/bold red] ({', '.join(best['asns'])}), methods "
+        f"{' / '.join(best['methods'])}, onset between {best['onset']['after']} and "
+        f"{best['onset']['before']}, {best['status']}"
+    )
     return best
 
 
@@ -346,9 +421,3 @@ def main_environment_ok() -> str | None:
     if os.geteuid() != 0:
         return "the demo builds network namespaces and needs root (sudo)"
     return None
-
-
-def _probe_signs() -> bool:
-    from censorwatch.app.commands import probe as probe_cli
-
-    return "--key" in Path(probe_cli.__file__).read_text()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-#: The derived database, as `serve`, `ingest`, `events --db`, `export` and `evidence` default it.
+#: The derived database, as `serve`, `ingest`, `events --db`, `export` and `evidence` default it
+#: (every `--db` takes a store URL, `duckdb:///path/file.duckdb`, or a plain DuckDB file path).
 DEFAULT_DB = Path("censorwatch.duckdb")
 #: The archive: the durable, append-only truth the database is derived from.
 DEFAULT_ARCHIVE = Path("censorwatch-archive")

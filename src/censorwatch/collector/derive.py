@@ -1,7 +1,8 @@
 """From an accepted measurement to its stored row: the facts it is filed under and its verdict.
 
-The verdict comes from ``censorwatch.analysis.analyze``, a pure function, so any row can be
-recomputed from the archive at any time (``censorwatch store rebuild``). A measurement the
+The verdict comes from the analysis (``censorwatch.analysis.core``: the bytes road over the
+measurement's canonical JSON, the verdict ``analyze(dict)`` gives), a pure function, so any row
+can be recomputed from the archive at any time (``censorwatch store rebuild``). A measurement the
 analysis cannot read still gets stored, with verdict ``unknown`` and the reason as evidence.
 """
 
@@ -10,12 +11,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from censorwatch.model import parse_time
 from censorwatch.store.base import ArchiveLocation, MeasurementRow
+from censorwatch.times import parse_time, rfc3339_micro, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +24,36 @@ Analyzer = Callable[[dict[str, Any]], dict[str, Any]]
 SignatureCheck = Callable[[dict[str, Any]], str]
 
 
+class BytesAnalyzer:
+    """The analysis bound to one fingerprint database and address plan, on the bytes road.
+
+    Called with a ``dict`` (what ``Analyzer`` promises), or through ``of_json`` with the
+    measurement's canonical JSON when the caller has it (the collector encodes every
+    measurement for the archive anyway): that road skips everything the analysis does not read.
+    """
+
+    def __init__(self, fingerprints: Any = None, plan: Any = None) -> None:
+        from censorwatch.analysis.fingerprints import Fingerprints
+        from censorwatch.netinfo import address_plan
+
+        self.fingerprints = fingerprints if fingerprints is not None else Fingerprints.empty()
+        self.plan = plan if plan is not None else address_plan(None)
+
+    def __call__(self, measurement: dict[str, Any]) -> dict[str, Any]:
+        from censorwatch.analysis.core import analyze
+
+        return analyze(measurement, fingerprints=self.fingerprints, plan=self.plan).to_record()
+
+    def of_json(self, raw: bytes) -> dict[str, Any]:
+        from censorwatch.analysis.core import analyze_raw
+
+        return analyze_raw(raw, self.fingerprints, self.plan).verdict.to_record()
+
+
 def load_analyzer(fingerprints: Any = None, plan: Any = None) -> Analyzer:
     """The analysis as a measurement -> verdict-record function (``unknown`` if unavailable)."""
     try:
-        from censorwatch.analysis import analyze
+        import censorwatch.analysis.core  # noqa: F401
     except ImportError:  # the analysis stage is optional for storage
         log.warning("censorwatch.analysis is unavailable; verdicts will be 'unknown'")
 
@@ -34,16 +61,16 @@ def load_analyzer(fingerprints: Any = None, plan: Any = None) -> Analyzer:
             return {"verdict": "unknown", "evidence": ["analysis unavailable"]}
 
         return unavailable
-
-    def run(measurement: dict[str, Any]) -> dict[str, Any]:
-        return analyze(measurement, fingerprints=fingerprints, plan=plan).to_record()
-
-    return run
+    return BytesAnalyzer(fingerprints, plan)
 
 
-def safe_verdict(analyzer: Analyzer, measurement: dict[str, Any]) -> dict[str, Any]:
+def safe_verdict(
+    analyzer: Analyzer, measurement: dict[str, Any], raw: bytes | None = None
+) -> dict[str, Any]:
+    """The verdict record; from ``raw`` (the measurement's JSON) when the analyzer reads bytes."""
     try:
-        return analyzer(measurement)
+        of_json = getattr(analyzer, "of_json", None) if raw is not None else None
+        return of_json(raw) if of_json is not None else analyzer(measurement)
     except Exception as exc:  # a bad measurement must not stop the collector
         log.debug("analysis failed", exc_info=True)
         return {"verdict": "unknown", "evidence": [f"analysis failed: {type(exc).__name__}"]}
@@ -107,4 +134,4 @@ def build_row(
 
 
 def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return rfc3339_micro(utcnow())

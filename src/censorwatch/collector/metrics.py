@@ -32,12 +32,28 @@ class Metrics:
         )
         self.commit_seconds = Histogram(
             "censorwatch_commit_seconds",
-            "Time of one group commit: archive write + fsync + hooks + database insert.",
+            "Time of one group commit: archive write + fsync, log append + fsync, hooks, "
+            "database insert.",
             registry=r,
         )
         self.hook_errors = Counter(
             "censorwatch_accept_hook_errors_total",
-            "Errors raised by on_accepted hooks.",
+            "Errors raised by on_accepted hooks (notifications; the commit goes on).",
+            registry=r,
+        )
+        self.log_errors = Counter(
+            "censorwatch_log_append_errors_total",
+            "Transparency-log appends that failed (their commit failed; replayed on recovery).",
+            registry=r,
+        )
+        self.log_conflicts = Counter(
+            "censorwatch_log_conflicts_total",
+            "Appends of a UID the log already holds with other content.",
+            registry=r,
+        )
+        self.log_replayed = Counter(
+            "censorwatch_log_replayed_total",
+            "Archived measurements appended to the log on recovery.",
             registry=r,
         )
         self.stored = Gauge(

@@ -1,16 +1,28 @@
-"""Accepting measurements: archive (fsync) -> ``on_accepted`` hooks -> database, in batches.
+"""Accepting measurements: archive (fsync) -> transparency log (fsync) -> database, in batches.
 
-The archive is the truth and the database is derived from it: every commit moves a checkpoint
-in the same transaction as its rows, and ``catch_up`` replays whatever the archive holds past
-the checkpoint (after a crash between fsync and insert, or for ``store rebuild``).
+The commit of a batch is the archive block *and* its log entries: nothing is acknowledged
+before both are durable, and a failure in either fails the batch (the caller answers 503).
+The archive is the truth, and both the log and the database are derived from it by position:
+
+* the log's position (``ARCHIVE/log-position.json``: the archive position up to which every
+  measurement is in the log, with the log's id and size then) is a lower bound written after
+  the log's fsync; ``recover`` appends every archived measurement past it, and the log skips
+  the UIDs it already holds, so each lands in the log exactly once;
+* the database's checkpoint (``Store.checkpoint``) is written after its rows; ``catch_up``
+  stores whatever the archive holds past it, skipping the UIDs already stored.
+
+``recover`` runs before the first commit (and at start-up, and after any failed commit), so a
+crash between any two steps is repaired before anything new is accepted.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -24,17 +36,29 @@ from censorwatch.collector.derive import (
     unverified,
 )
 from censorwatch.collector.metrics import Metrics
+from censorwatch.durable import write_atomic
 from censorwatch.model import canonical_json, derive_measurement_uid
 from censorwatch.store.base import ArchiveLocation, MeasurementRow, Store
+
+if TYPE_CHECKING:
+    from censorwatch.evidence.log import TransparencyLog
 
 log = logging.getLogger(__name__)
 
 #: ``on_accepted(measurement_uid, raw, measurement)``: called once the measurement is durable
-#: and before it is acknowledged. ``raw`` is ``canonical_json(measurement)``.
+#: and logged, before it is acknowledged. ``raw`` is ``canonical_json(measurement)``. Hooks are
+#: notifications, not part of the commit: an error is counted and logged, never retried.
 AcceptHook = Callable[[str, bytes, dict[str, Any]], None]
 #: ``on_accepted_batch(items)``: the same, once per commit with every ``(uid, raw, measurement)``
-#: of the block, for hooks that can make a whole batch durable at once (one fsync).
+#: of the block.
 BatchAcceptHook = Callable[[list[tuple[str, bytes, dict[str, Any]]]], None]
+
+#: The log's position, kept with the archive.
+LOG_POSITION_FILE = "log-position.json"
+#: Seconds between writes of the log's position while committing (it is a lower bound: a
+#: later one only shortens the replay after a crash).
+LOG_POSITION_INTERVAL = 2.0
+_REPLAY_BATCH = 2000
 
 
 @dataclass(slots=True)
@@ -62,14 +86,45 @@ class Pending:
         )
 
 
+class _Envelope(msgspec.Struct):
+    """An archive line, as ``Pending.envelope`` wrote it."""
+
+    measurement_uid: str
+    measurement: dict[str, Any]
+    received_at: str
+    signature: str = "unverified"
+    source: str = "collector"
+
+
+_decode_envelope = msgspec.json.Decoder(_Envelope).decode
+
+
+class LogPosition(msgspec.Struct, frozen=True):
+    """Every archived measurement before ``archive`` is in the log ``log_id`` (then of
+    ``tree_size`` leaves)."""
+
+    log_id: str
+    tree_size: int
+    archive: ArchiveLocation
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     measurement_uid: str
     stored: bool  # False: the same measurement was already there
 
 
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What ``Pipeline.recover`` repaired."""
+
+    archive_bytes_dropped: int  # a torn tail cut off the newest segment
+    logged: int  # archived measurements appended to the log (a crash before its fsync)
+    stored: int  # archived measurements added to the database
+
+
 class Pipeline:
-    """One writer's path from checked measurements to durable, queryable rows."""
+    """One writer's path from checked measurements to durable, logged, queryable rows."""
 
     def __init__(
         self,
@@ -79,16 +134,23 @@ class Pipeline:
         analyzer: Analyzer | None = None,
         verify_signature: SignatureCheck | None = None,
         metrics: Metrics | None = None,
+        log: TransparencyLog | None = None,
     ) -> None:
         from censorwatch.collector.derive import load_analyzer
 
         self.archive = archive
         self.store = store
+        self.log = log
         self.analyzer = analyzer or load_analyzer()
         self.verify_signature = verify_signature or unverified
         self.on_accepted: list[AcceptHook] = []
         self.on_accepted_batch: list[BatchAcceptHook] = []
         self.metrics = metrics or Metrics()
+        # False until ``recover`` has run, and again whenever a commit fails past its archive
+        # write: the next commit repairs first.
+        self._consistent = False
+        self._log_position: LogPosition | None = None
+        self._log_position_saved = 0.0
 
     def prepare(
         self, measurement: dict[str, Any], *, source: str = "collector", keep_uid: bool = False
@@ -98,12 +160,13 @@ class Pipeline:
         if not isinstance(uid, str) or not uid or len(uid) > 128:
             uid = derive_measurement_uid(measurement)
         measurement = {**measurement, "measurement_uid": uid}
+        raw = canonical_json(measurement)  # the log's bytes, and the analysis reads them
         signature = self._signature(measurement)
-        verdict = safe_verdict(self.analyzer, measurement)
+        verdict = safe_verdict(self.analyzer, measurement, raw)
         pending = Pending(uid, measurement, verdict, signature, source, now_rfc3339())
         # Encode here, on the request's thread, to keep the single writer's share small.
         pending.line = pending.envelope()
-        pending.raw = canonical_json(measurement)
+        pending.raw = raw
         return pending
 
     def _signature(self, measurement: dict[str, Any]) -> str:
@@ -143,10 +206,111 @@ class Pipeline:
                     self.metrics.hook_errors.inc()
                     log.exception("on_accepted hook failed for %s", uid)
 
+    # -- the transparency log ----------------------------------------------------------------
+    def _append_to_log(self, items: list[tuple[str, dict[str, Any]]]) -> int:
+        """Append durably (one fsync); returns the new leaves. Raises on any storage error."""
+        from censorwatch.evidence.log import ConflictingEntryError
+
+        assert self.log is not None
+        before = self.log.size
+        try:
+            self.log.append_many(items)
+        except ConflictingEntryError as exc:
+            # Everything else was appended; the UID keeps the content logged first, as the
+            # database keeps the row stored first.
+            self.metrics.log_conflicts.inc()
+            log.error("transparency log: %s", exc)
+        except Exception:
+            self.metrics.log_errors.inc()
+            raise
+        return self.log.size - before
+
+    @property
+    def _log_position_path(self) -> Path:
+        return self.archive.directory / LOG_POSITION_FILE
+
+    def log_position(self) -> ArchiveLocation | None:
+        """The archive position up to which every measurement is known to be in the log.
+
+        None (replay from the start) unless the saved position is this log's and the log still
+        holds the leaves it had then.
+        """
+        if self.log is None:
+            return None
+        try:
+            saved = msgspec.json.decode(self._log_position_path.read_bytes(), type=LogPosition)
+        except FileNotFoundError:
+            return None
+        except (msgspec.DecodeError, msgspec.ValidationError, OSError):
+            log.warning("%s is unreadable; replaying the archive", self._log_position_path)
+            return None
+        if saved.log_id != self.log.log_id or saved.tree_size > self.log.size:
+            log.warning("%s describes another log; replaying the archive", self._log_position_path)
+            return None
+        return saved.archive
+
+    def _advance_log_position(self, end: ArchiveLocation, *, force: bool = False) -> None:
+        if self.log is None:
+            return
+        self._log_position = LogPosition(self.log.log_id, self.log.size, end)
+        if force or time.monotonic() - self._log_position_saved >= LOG_POSITION_INTERVAL:
+            self._save_log_position()
+
+    def _save_log_position(self) -> None:
+        if self._log_position is None:
+            return
+        try:
+            write_atomic(self._log_position_path, msgspec.json.encode(self._log_position))
+        except OSError:  # only a hint: an older position means a longer replay, no more
+            log.warning("could not record the log's position", exc_info=True)
+            return
+        self._log_position_saved = time.monotonic()
+
+    def catch_up_log(self, *, progress: Callable[[int], None] | None = None) -> int:
+        """Append to the log every archived measurement past its position; returns the new
+        leaves (0 when every one was already logged, as after a clean stop)."""
+        if self.log is None:
+            return 0
+        added = 0
+        items: list[tuple[str, dict[str, Any]]] = []
+        end: ArchiveLocation | None = None
+        for block in self.archive.blocks(since=self.log_position()):
+            for line in block.lines:
+                env = self._envelope(line, block.location)
+                if env is not None:
+                    items.append((env.measurement_uid, env.measurement))
+            end = ArchiveLocation(block.location.segment, block.end)
+            if len(items) >= _REPLAY_BATCH:
+                added += self._append_to_log(items)
+                if progress is not None:
+                    progress(len(items))
+                items = []
+        if items:
+            added += self._append_to_log(items)
+        if end is not None:
+            self._advance_log_position(end, force=True)
+        if added:
+            self.metrics.log_replayed.inc(added)
+        return added
+
+    # -- committing ----------------------------------------------------------------------------
+    def recover(self, *, progress: Callable[[int], None] | None = None) -> Recovery:
+        """Make the log and the database whole again from the archive (start-up, after a
+        failed commit): cut a torn tail, replay the log, then the database. ``progress`` is
+        told of each batch of archived measurements the database replay reads."""
+        dropped = self.archive.recover()
+        logged = self.catch_up_log()
+        stored = self.catch_up(progress=progress)
+        self._consistent = True
+        return Recovery(dropped, logged, stored)
+
     def commit(self, items: list[Pending]) -> list[Outcome]:
-        """Make ``items`` durable and stored; duplicates (in the batch or stored) are skipped."""
+        """Make ``items`` durable, logged and stored; duplicates (in the batch or stored) are
+        skipped. Raises if any step fails: then nothing of the batch may be acknowledged."""
         if not items:
             return []
+        if not self._consistent:
+            self.recover()
         seen: set[str] = set()
         fresh: list[Pending] = []
         for p in items:
@@ -158,8 +322,13 @@ class Pipeline:
         stored: set[str] = set()
         if fresh:
             location, end = self.archive.append([p.line or p.envelope() for p in fresh])
+            self._consistent = False  # until the log and the database hold the block too
+            if self.log is not None:
+                self._append_to_log([(p.measurement_uid, p.measurement) for p in fresh])
             self._run_hooks((p.measurement_uid, p.raw, p.measurement) for p in fresh)
             self.store.add([self._row(p, location) for p in fresh], checkpoint=end)
+            self._consistent = True
+            self._advance_log_position(end)
             stored = {p.measurement_uid for p in fresh}
         outcomes = []
         for p in items:
@@ -168,8 +337,16 @@ class Pipeline:
             outcomes.append(Outcome(p.measurement_uid, is_new))
         return outcomes
 
+    @staticmethod
+    def _envelope(line: bytes, where: ArchiveLocation) -> _Envelope | None:
+        try:
+            return _decode_envelope(line)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            log.error("archive %s: unreadable record skipped", where)
+            return None
+
     def catch_up(
-        self, *, batch_rows: int = 2000, progress: Callable[[int], None] | None = None
+        self, *, batch_rows: int = _REPLAY_BATCH, progress: Callable[[int], None] | None = None
     ) -> int:
         """Store whatever the archive holds past the checkpoint; returns rows added."""
         added = 0
@@ -190,21 +367,17 @@ class Pipeline:
 
         for block in self.archive.blocks(since=self.store.checkpoint()):
             for line in block.lines:
-                try:
-                    env = msgspec.json.decode(line)
-                    p = Pending(
-                        env["measurement_uid"],
-                        env["measurement"],
-                        {},
-                        env.get("signature", "unverified"),
-                        env.get("source", "collector"),
-                        env["received_at"],
-                    )
-                except (msgspec.DecodeError, KeyError, TypeError):
-                    log.error("archive %s: unreadable record skipped", block.location)
+                env = self._envelope(line, block.location)
+                if env is None or env.measurement_uid in uids:
                     continue
-                if p.measurement_uid in uids:
-                    continue
+                p = Pending(
+                    env.measurement_uid,
+                    env.measurement,
+                    {},
+                    env.signature,
+                    env.source,
+                    env.received_at,
+                )
                 uids.add(p.measurement_uid)
                 p.verdict = safe_verdict(self.analyzer, p.measurement)
                 rows.append(self._row(p, block.location))
@@ -215,6 +388,11 @@ class Pipeline:
         if end is not None:
             flush()
         return added
+
+    def close(self) -> None:
+        """Record the log's position and close the archive (the store and log stay open)."""
+        self._save_log_position()
+        self.archive.close()
 
     def raw(self, measurement_uid: str) -> dict[str, Any] | None:
         """The stored measurement, read back from the archive."""

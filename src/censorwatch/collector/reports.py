@@ -15,8 +15,9 @@ import os
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
+
+from censorwatch.times import compact_stamp, utcnow
 
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 REPORT_ID_RE = re.compile(
@@ -55,7 +56,7 @@ def test_name_key(test_name: str) -> str:
 
 
 def mint(key: bytes, test_name: str, probe_cc: str, probe_asn: str) -> str:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = compact_stamp(utcnow())
     nonce = "".join(secrets.choice(ALPHABET) for _ in range(8))
     prefix = f"{stamp}_{test_name_key(test_name)}_{probe_cc}_{probe_asn[2:]}_n1_{nonce}"
     return prefix + _tag(key, prefix)

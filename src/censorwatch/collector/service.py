@@ -13,16 +13,19 @@ import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from censorwatch.collector import reports
 from censorwatch.collector.archive import Archive
 from censorwatch.collector.derive import Analyzer, SignatureCheck
 from censorwatch.collector.metrics import Metrics
 from censorwatch.collector.pipeline import Outcome, Pending, Pipeline
-from censorwatch.collector.scrub import scrub
 from censorwatch.collector.validate import Invalid, check_open, check_submission, decode_json
+from censorwatch.scrub import scrub_submission
 from censorwatch.store.base import Store
+
+if TYPE_CHECKING:
+    from censorwatch.evidence.log import TransparencyLog
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +126,16 @@ class Collector:
         analyzer: Analyzer | None = None,
         verify_signature: SignatureCheck | None = None,
         max_body: int = DEFAULT_MAX_BODY,
+        log: TransparencyLog | None = None,
     ) -> Collector:
-        """A collector over ``archive_dir`` (archive segments and the report key) and ``store``."""
+        """A collector over ``archive_dir`` (archive segments and the report key), ``store``
+        and, if given, the transparency log its commits append to."""
         pipeline = Pipeline(
-            Archive(archive_dir), store, analyzer=analyzer, verify_signature=verify_signature
+            Archive(archive_dir),
+            store,
+            analyzer=analyzer,
+            verify_signature=verify_signature,
+            log=log,
         )
         return cls(pipeline, reports.load_key(archive_dir), max_body=max_body)
 
@@ -135,17 +144,23 @@ class Collector:
         return self.pipeline.metrics
 
     def start(self) -> int:
-        """Recover the archive, bring the database up to date, start the writer."""
-        self.pipeline.archive.recover()
-        replayed = self.pipeline.catch_up()
-        if replayed:
-            log.warning("stored %d measurements found in the archive past the checkpoint", replayed)
+        """Recover the archive, bring the log and the database up to date, start the writer.
+
+        Returns the measurements stored from the archive past the database's checkpoint.
+        """
+        recovery = self.pipeline.recover()
+        if recovery.logged:
+            log.warning("logged %d archived measurements missing from the log", recovery.logged)
+        if recovery.stored:
+            log.warning(
+                "stored %d measurements found in the archive past the checkpoint", recovery.stored
+            )
         self.writer.start()
-        return replayed
+        return recovery.stored
 
     def stop(self) -> None:
         self.writer.stop()
-        self.pipeline.archive.close()
+        self.pipeline.close()
 
     def open_report(self, body: bytes) -> dict[str, Any]:
         fields = check_open(decode_json(body))
@@ -167,7 +182,7 @@ class Collector:
         """Check, scrub and analyse one submission (CPU work; runs on a worker thread)."""
         report = self.report(report_id)
         content = check_submission(decode_json(body), report)
-        content = scrub(content, [client_ip])
+        content = scrub_submission(content, [client_ip])
         content["report_id"] = report.report_id
         return self.pipeline.prepare(content)
 

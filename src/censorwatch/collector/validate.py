@@ -12,7 +12,8 @@ from typing import Any
 import msgspec
 
 from censorwatch.collector.reports import Report, test_name_key
-from censorwatch.model import canonical_json, parse_time
+from censorwatch.model import canonical_json
+from censorwatch.times import parse_time
 
 MAX_DEPTH = 64
 MAX_INPUT_CHARS = 8192

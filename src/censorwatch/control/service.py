@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from censorwatch import failures
-from censorwatch.netinfo import AddressPlan
+from censorwatch.netinfo import AddressPlan, is_special
 from censorwatch.probe import dns, http, quic, tcp, tls
 from censorwatch.probe.budget import Budgets
 from censorwatch.targets import check_url
@@ -52,16 +52,14 @@ class ControlSettings:
 
 
 def is_forbidden(ip: str, settings: ControlSettings) -> bool:
-    """Addresses a control must not be made to contact (outside testbed mode)."""
+    """Addresses a control must not be made to contact: special ones (``netinfo.is_special``,
+    the plan's public ranges excepted) and text that is no address; none in testbed mode."""
     if settings.testbed:
         return False
     try:
-        addr = ipaddress.ip_address(ip)
+        return is_special(ip, settings.plan.public_prefixes)
     except ValueError:
         return True
-    if any(addr in net for net in settings.plan.public_prefixes if net.version == addr.version):
-        return False
-    return not addr.is_global or addr.is_multicast
 
 
 def parse_request(body: Any, settings: ControlSettings) -> tuple[str, list[tuple[str, int]]]:

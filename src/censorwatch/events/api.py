@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from censorwatch.events.tracker import detect_events
 from censorwatch.model import Event
+from censorwatch.store.filters import parse_asn
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 
@@ -54,9 +55,7 @@ async def list_events(
         raise HTTPException(400, f"since/until must be RFC 3339 times: {exc}") from exc
     cc = probe_cc.upper() if probe_cc else None
     events = await run_in_threadpool(_events, request.app.state.store, cc)
-    asn = None
-    if probe_asn:
-        asn = probe_asn.upper() if probe_asn.upper().startswith("AS") else f"AS{probe_asn}"
+    asn = parse_asn(probe_asn)
     picked = [
         e
         for e in events
@@ -79,6 +78,6 @@ def _norm(value: str | None) -> str | None:
     """RFC 3339 in the events' own spelling, so that string order is time order."""
     if value is None:
         return None
-    from censorwatch.model import parse_time, rfc3339
+    from censorwatch.times import canonical_time
 
-    return rfc3339(parse_time(value))
+    return canonical_time(value)

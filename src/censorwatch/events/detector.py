@@ -34,7 +34,7 @@ from censorwatch.events.series import (
     Round,
     SeriesKey,
 )
-from censorwatch.model import parse_time, rfc3339
+from censorwatch.times import canonical_time, parse_time, rfc3339, rfc3339_micro
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,26 @@ class NetworkEvent:
 
     @classmethod
     def from_state(cls, data: dict[str, Any]) -> NetworkEvent:
-        return cls(**data)
+        # Times are compared as strings (brackets, national grouping): whatever spelling a
+        # state file holds, keep the canonical one, whose string order is time order.
+        times = {k: _canonical(data.get(k)) for k in _EVENT_TIMES if k in data}
+        return cls(**{**data, **times})
+
+
+#: The NetworkEvent fields that hold times (RFC 3339, canonical spelling).
+_EVENT_TIMES = (
+    "onset_after",
+    "onset_before",
+    "opened_at",
+    "last_blocked",
+    "end_after",
+    "end_before",
+)
+
+
+def _canonical(value: str | None) -> str | None:
+    """A stored time in the canonical spelling (``times.rfc3339``); empty and None kept."""
+    return canonical_time(value) if value else value
 
 
 def _latest(observations: list[Observation]) -> Observation:
@@ -174,7 +193,8 @@ class SeriesDetector:
         det.history = [_round_from_state(r) for r in data["history"]]
         det.pending = [_round_from_state(r) for r in data["pending"]]
         det.event = NetworkEvent.from_state(data["event"]) if data["event"] else None
-        det.first_seen, det.last_seen = data["first_seen"], data["last_seen"]
+        det.first_seen = _canonical(data["first_seen"])
+        det.last_seen = _canonical(data["last_seen"])
         return det
 
     # -- detection --------------------------------------------------------------------------
@@ -334,7 +354,7 @@ def obs_state(obs: Observation | None) -> dict[str, Any] | None:
     if obs is None:
         return None
     data = asdict(obs)
-    data["time"] = obs.time.isoformat()
+    data["time"] = rfc3339_micro(obs.time)
     return data
 
 

@@ -14,7 +14,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from censorwatch.events.detector import DetectorParams, NetworkEvent
-from censorwatch.model import Bracket, Event, parse_time
+from censorwatch.model import Bracket, Event
+from censorwatch.times import parse_time
 
 #: (cc, target) → [(asn, first_seen, last_seen)] for the networks that measured a target.
 Coverage = dict[tuple[str, str], list[tuple[str, str, str]]]
@@ -89,6 +90,8 @@ def _national(
     cc: str, target: str, group: list[NetworkEvent], coverage: list[tuple[str, str, str]]
 ) -> Event:
     asns = sorted({e.asn for e in group}, key=lambda a: (len(a), a))
+    # Every time here is in the canonical spelling (times.rfc3339, kept so on load): string
+    # order is time order, so min and max pick the earliest and latest.
     afters = [e.onset_after for e in group]
     onset = Bracket(
         after=None if None in afters else min(a for a in afters if a is not None),

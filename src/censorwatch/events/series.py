@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from censorwatch.events.platforms import Platform, host_of, platforms_of
-from censorwatch.model import parse_time
+from censorwatch.times import parse_time
 
 SeriesKey = tuple[str, str, str]  # (cc, asn, target)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from censorwatch.model import rfc3339
+from censorwatch.times import rfc3339
 
 T0 = datetime(2024, 2, 17, 0, 0, tzinfo=UTC)
 

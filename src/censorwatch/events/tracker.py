@@ -34,7 +34,8 @@ from censorwatch.events.series import (
     series_keys,
     split_rounds,
 )
-from censorwatch.model import Event, parse_time, rfc3339
+from censorwatch.model import Event
+from censorwatch.times import parse_time, rfc3339, rfc3339_micro
 
 STATE_VERSION = 1
 
@@ -141,7 +142,7 @@ class EventTracker:
             closed.extend((r.start, key, r) for r in rounds[:-1])
             self.open_rounds[key] = rounds[-1].observations
             newest = fresh[-1].time
-            self.horizon[key] = (newest.isoformat(), [o.uid for o in fresh if o.time == newest])
+            self.horizon[key] = (rfc3339_micro(newest), [o.uid for o in fresh if o.time == newest])
         # All series in time order, so that what a network's series learn from each other
         # (NetworkNoise) is what was known at that time.
         closed.sort(key=lambda item: (item[0], item[1]))

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import markupsafe
 import msgspec
 
 from censorwatch import __version__
@@ -42,9 +43,10 @@ from censorwatch.evidence.formats import (
 )
 from censorwatch.evidence.log import TransparencyLog
 from censorwatch.evidence.report import render_report
-from censorwatch.model import canonical_json, derive_measurement_uid, rfc3339, utcnow
+from censorwatch.model import canonical_json, derive_measurement_uid
 from censorwatch.signing.encoding import ED25519, b64decode, b64encode, ed25519_verify, key_id
 from censorwatch.signing.signatures import SIGNATURE_FIELD, check_signature
+from censorwatch.times import rfc3339, utcnow
 
 FORMAT = "censorwatch-evidence-bundle/1"
 SAFE_PROBE_IPS = (None, "", "127.0.0.1")
@@ -709,6 +711,10 @@ def _facts_missing_from_report(
     facts += [(f"measurement {m.get('measurement_uid')}", m.get("measurement_uid"))
               for m in measurements]  # fmt: skip
     for name, value in facts:
-        if not isinstance(value, str) or html.escape(value) not in text:
+        # Reports spell quotes as html.escape does (older versions) or as Jinja2's autoescape
+        # does (markupsafe): either spelling states the value.
+        if not isinstance(value, str):
+            return name
+        if html.escape(value) not in text and str(markupsafe.escape(value)) not in text:
             return name
     return None

@@ -3,7 +3,8 @@
 A log is a directory::
 
     log.key      Ed25519 private key of the log (PKCS#8 PEM, 0600), created on first open
-    leaves.bin   fixed 72-byte records, appended and fsynced before the collector ACKs:
+    leaves.bin   fixed 72-byte records, appended and fsynced as part of the collector's commit
+                 (collector/pipeline.py), before it acknowledges anything:
                  leaf hash (32) | SHA-256(measurement_uid) (32) | check (8)
                  check = SHA-256(b"censorwatch/leaf-record/v1" | u64 index | leaf | uid hash)[:8]
     sth.jsonl    every tree head ever published, one canonical JSON line each, fsynced
@@ -221,8 +222,11 @@ class TransparencyLog:
     def append_many(self, items: Iterable[tuple[str, dict[str, Any]]]) -> list[int]:
         """Log several measurements with one fsync. Idempotent per UID.
 
-        A UID already logged (or given earlier in ``items``) with other content is not logged
-        again; everything else is, and then ``ConflictingEntryError`` names the conflicts.
+        A UID already logged (or given earlier in ``items``) with the same content is skipped,
+        which is what lets the collector replay its archive into the log after a crash without
+        adding a leaf twice. One with other content is not logged again; everything else is,
+        and then ``ConflictingEntryError`` names the conflicts. Any other error (the disk) leaves
+        the log as it was and is raised: the caller must not acknowledge the items.
         """
         with self._lock:
             indexes: list[int] = []
@@ -261,15 +265,6 @@ class TransparencyLog:
                 shown = ", ".join(conflicts[:5]) + (" ..." if len(conflicts) > 5 else "")
                 raise ConflictingEntryError(f"already logged with other content: {shown}")
             return indexes
-
-    def on_accepted(self, measurement_uid: str, raw: bytes, measurement: dict[str, Any]) -> None:
-        """The collector's per-measurement hook (one fsync each; prefer the batch hook)."""
-        del raw  # the leaf commits to the canonical form, which survives re-serialisation
-        self.append(measurement_uid, measurement)
-
-    def on_accepted_batch(self, batch: list[tuple[str, bytes, dict[str, Any]]]) -> None:
-        """The collector's batch hook: a whole commit logged with one fsync, before the ACK."""
-        self.append_many((uid, measurement) for uid, _, measurement in batch)
 
     # -- tree heads --------------------------------------------------------------------------------
 

@@ -1,48 +1,90 @@
 """The human half of a bundle: one self-contained HTML page that tells the story.
 
-The page is a pure function of the bundle's contents (no clock, no randomness, no external
-resource), so ``verify`` renders it again and compares bytes: the report cannot claim anything
-the measurements, verdicts and signed tree head do not carry.
+The page is a pure function of the bundle's contents (no clock, no randomness, no locale, no
+external resource), so ``verify`` renders it again and compares bytes: the report cannot claim
+anything the measurements, verdicts and signed tree head do not carry.
+
+This module turns the contents into a page model (plain text and numbers, every mapping read
+in sorted order, every value spelled one way whatever its JSON type); the Jinja2 templates in
+``templates/`` draw it with autoescape on, so no measurement can inject markup. What a
+measurement shows (the step that failed, the addresses, the control's view) is read from its
+observations (``censorwatch.observations``), as the analysis and the explorer read it, and the
+timeline is the explorer's own (``censorwatch.events.timeline``).
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
-from html import escape
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
-from censorwatch.model import parse_time
+import msgspec
 
-COLOURS = {"blocked": "#c0392b", "ok": "#27ae60", "down": "#7f8c8d", "unknown": "#b0b6bb"}
+from censorwatch.events.platforms import host_of
+from censorwatch.events.timeline import (
+    Band,
+    Dot,
+    Row,
+    bracket_band,
+    mark_tip,
+    read_time,
+    shown_time,
+    timeline_svg,
+)
+from censorwatch.model import canonical_json
+from censorwatch.observations.builder import (
+    SYSTEM_ENGINES,
+    ControlObs,
+    DnsObs,
+    Observations,
+    observe,
+)
+from censorwatch.observations.schema import to_typed
+
+VERDICTS = ("blocked", "ok", "down", "unknown")
 MAX_SAMPLES = 6
+#: Addresses listed per host in a sample; the rest are counted.
+MAX_ADDRESSES = 8
+#: Failures that mean "no address of this type", which is how most IPv4-only sites answer an
+#: AAAA query: a failed step only when no query for the host got anything else.
+NO_ANSWER = frozenset({"dns_no_answer", "dns_no_answer_error"})
+#: Where a timeline mark leads: the measurement's row in the last table of the page.
+ANCHOR = "m-"
 
-_CSS = """
-body{font:15px/1.5 system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:62em;
-color:#1d2329;padding:0 1em}
-h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid
-#dde;padding-bottom:.2em}table{border-collapse:collapse;width:100%;font-size:.9em}
-td,th{border-bottom:1px solid #e4e7ea;padding:.3em .5em;text-align:left;vertical-align:top}
-th{background:#f5f6f7}code{font-size:.85em;word-break:break-all}.muted{color:#66707a}
-.box{background:#f5f8fb;border:1px solid #d8e2ec;padding:.8em 1em;border-radius:4px}
-.v-blocked{color:#c0392b;font-weight:600}.v-ok{color:#27ae60}.v-down,.v-unknown{color:#66707a}
-.sample{border:1px solid #e4e7ea;border-radius:4px;padding:.6em 1em;margin:1em 0}
-""".strip()
+Pair = tuple[dict[str, Any], dict[str, Any]]  # (measurement, verdict)
 
 
-def _e(value: Any) -> str:
-    return escape("" if value is None else str(value), quote=True)
+# -- values as text --------------------------------------------------------------------------------
+
+
+def text(value: Any) -> str:
+    """Any JSON value as text, one spelling per value (non-strings as canonical JSON), so the
+    page does not depend on how the bundle was read."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return canonical_json(value).decode("utf-8")
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _time(value: Any) -> datetime | None:
+    """A time as naive UTC, or None when it is not one."""
+    if not isinstance(value, str):
+        return None
     try:
-        return parse_time(str(value))
-    except (ValueError, TypeError):
+        return read_time(value)
+    except (ValueError, OverflowError):
         return None
 
 
-def _iso(dt: datetime | None) -> str:
-    return dt.strftime("%Y-%m-%d %H:%M UTC") if dt else "?"
+def _minute(when: datetime | None) -> str:
+    return when.strftime("%Y-%m-%d %H:%M UTC") if when else "?"
 
 
 def _asn_order(asn: str) -> tuple[int, str]:
@@ -52,7 +94,439 @@ def _asn_order(asn: str) -> tuple[int, str]:
 
 def _verdict(v: dict[str, Any]) -> str:
     kind = v.get("verdict")
-    return kind if kind in COLOURS else "unknown"
+    return kind if isinstance(kind, str) and kind in VERDICTS else "unknown"
+
+
+def _host(m: dict[str, Any], v: dict[str, Any]) -> str | None:
+    try:
+        return host_of(_str(v.get("target")), _str(m.get("input")))
+    except ValueError:  # a URL that does not parse names no host
+        return None
+
+
+def _signer(m: dict[str, Any]) -> str | None:
+    sig = m.get("x_signature")
+    return text(sig.get("key_id")) if isinstance(sig, dict) else None
+
+
+# -- what one measurement shows, from its observations ---------------------------------------------
+
+
+def observations_of(measurement: dict[str, Any]) -> Observations | None:
+    """The measurement's observations, or None when it has no readable ``test_keys``."""
+    try:
+        typed, _ = to_typed(measurement)
+    except (ValueError, msgspec.ValidationError):
+        return None
+    return observe(typed.test_keys) if typed.test_keys is not None else None
+
+
+def _endpoint(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _resolver(q: DnsObs) -> str:
+    """A resolver as the observations name it: its engine, marked when it is the system's."""
+    engine = q.engine or "unnamed resolver"
+    return f"{engine} (system)" if q.classic or q.engine in SYSTEM_ENGINES else engine
+
+
+def failed_steps(obs: Observations | None, verdict: dict[str, Any]) -> list[str]:
+    """Each failed step in the words of the observations (the failure strings the verdict
+    reasons about); the verdict's layers when no step failed outright."""
+    steps: list[str] = []
+    if obs is not None:
+        # What each host's lookups got: "addresses", or their failures.
+        answered: dict[str, set[str]] = defaultdict(set)
+        for q in obs.queries:
+            if q.addrs:
+                answered[q.hostname].add("addresses")
+            elif q.failure:
+                answered[q.hostname].add(q.failure)
+        for q in obs.queries:
+            others = answered[q.hostname] - NO_ANSWER
+            if q.failure and not (q.failure in NO_ANSWER and others):
+                steps.append(f"DNS lookup of {q.hostname} via {_resolver(q)}: {q.failure}")
+        for t in obs.tcp:
+            if t.failure:
+                probe = " (SNI check)" if t.sni_probe else ""
+                steps.append(f"TCP connect to {_endpoint(t.ip, t.port)}{probe}: {t.failure}")
+        for kind, handshakes in (("TLS", obs.tls), ("QUIC", obs.quic)):
+            for h in handshakes:
+                if h.failure:
+                    sni = {"none": "no SNI (SNI check)", "decoy": f"decoy SNI {h.server_name}"}
+                    name = sni.get(h.sni_probe or "", f"SNI {h.server_name or '(none)'}")
+                    steps.append(
+                        f"{kind} handshake with {_endpoint(h.ip, h.port)}, {name}: {h.failure}"
+                    )
+        for r in obs.http:
+            if r.failure:
+                steps.append(f"HTTP request {r.url}: {r.failure}")
+    if not steps:
+        layers = verdict.get("layers") if isinstance(verdict.get("layers"), dict) else {}
+        steps = [
+            f"{k.upper()} layer: {text(layers[k])}"
+            for k in ("dns", "tcp", "tls", "http")
+            if layers.get(k) not in (None, "ok")
+        ] or ["no step failed"]
+    return list(dict.fromkeys(steps))
+
+
+def resolved(obs: Observations | None) -> list[str]:
+    """Per host, what each resolver answered: its addresses, or else its failures."""
+    if obs is None:
+        return ["nothing readable"]
+    # host -> resolver -> (addresses, failures), both in the order the lookups were made
+    answers: dict[str, dict[str, tuple[list[str], list[str]]]] = {}
+    for q in obs.queries:
+        addrs, failures = answers.setdefault(q.hostname, {}).setdefault(_resolver(q), ([], []))
+        addrs += [a for a in q.addrs if a not in addrs]
+        if q.failure and q.failure not in failures:
+            failures.append(q.failure)
+    lines = []
+    for host, per_resolver in answers.items():
+        parts = []
+        for resolver, (addrs, failures) in per_resolver.items():
+            more = len(addrs) - MAX_ADDRESSES
+            shown = ", ".join(addrs[:MAX_ADDRESSES]) + (f" and {more} more" if more > 0 else "")
+            parts.append(f"{resolver} → {shown or ', '.join(failures) or 'no address'}")
+        lines.append(f"{host}: {'; '.join(parts)}")
+    return lines or ["no DNS lookup in this measurement"]
+
+
+def control_view(control: ControlObs | None) -> str:
+    """What the uncensored control saw, in the observations' terms."""
+    if control is None:
+        return "no control result in this measurement"
+    seen = []
+    if control.dns_failure:
+        seen.append(f"DNS: {control.dns_failure}")
+    elif control.dns_addrs:
+        seen.append(f"DNS answered {', '.join(control.dns_addrs)}")
+    if control.tcp:
+        ok = sum(1 for failure in control.tcp.values() if failure is None)
+        seen.append(f"TCP: {ok}/{len(control.tcp)} endpoints connected")
+    if control.tls:
+        ok = sum(1 for _, failure in control.tls.values() if failure is None)
+        seen.append(f"TLS: {ok}/{len(control.tls)} handshakes succeeded")
+    if control.http_present:
+        if control.http_failure:
+            seen.append(f"HTTP: {control.http_failure}")
+        else:
+            title = f"title “{control.http_title}”" if control.http_title else "no title"
+            size = (
+                f"{control.http_body_length} bytes"
+                if control.http_body_length >= 0
+                else "length unknown"
+            )
+            seen.append(f"HTTP {control.http_status}, {title}, {size}")
+    if not seen:
+        return f"no control result in this measurement ({control.failure or 'empty'})"
+    if control.failure and not control.available:
+        seen.append(f"control failure: {control.failure}")
+    return "; ".join(seen)
+
+
+# -- the page model --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogFacts:
+    """How to check the page: the tree head and the keys that signed."""
+
+    tree_size: str
+    root_hash: str
+    signed_at: str
+    log_id: str
+    probe_keys: list[tuple[str, int]]
+    unsigned: int
+
+
+@dataclass(frozen=True)
+class EventFacts:
+    event_id: str
+    scope: str
+    cc: str
+    networks: str
+    target: str
+    methods: str
+    onset: str
+    end: str
+    status: str
+    confidence: str
+
+
+@dataclass(frozen=True)
+class NetworkLine:
+    asn: str
+    cc: str
+    measured: int
+    blocked: int
+    ok: int
+    other: int
+    methods: str
+    first: str
+    last: str
+
+
+@dataclass(frozen=True)
+class Timeline:
+    svg: Any  # markupsafe.Markup from the shared renderer
+    first: str
+    last: str
+    brackets: list[str]  # the kinds of bracket shaded: "onset", "end"
+
+
+@dataclass(frozen=True)
+class Sample:
+    asn: str
+    when: str
+    input: str
+    verdict: str
+    verdict_css: str
+    method: str
+    confidence: str
+    failed: str
+    resolved: list[str]
+    control: str
+    uid: str
+    signer: str | None
+
+
+@dataclass(frozen=True)
+class Line:
+    uid: str
+    when: str
+    asn: str
+    input: str
+    verdict: str
+    verdict_css: str
+    method: str
+    signer: str
+
+
+@dataclass(frozen=True)
+class Page:
+    title: str
+    created_at: str
+    count: int
+    format: str
+    log: LogFacts
+    event: EventFacts | None
+    networks: list[NetworkLine]
+    timeline: Timeline | None
+    samples: list[Sample]
+    lines: list[Line]
+
+
+def _title(event: dict[str, Any] | None, rows: list[Pair]) -> str:
+    if event:
+        return (
+            f"{text(event.get('target'))} blocked in {text(event.get('cc'))} "
+            f"({text(event.get('scope'))} event)"
+        )
+    ccs = sorted({text(m.get("probe_cc")) for m, _ in rows})
+    return f"Measurements from {', '.join(ccs) or 'unknown countries'}"
+
+
+def _log_facts(manifest: dict[str, Any], head: dict[str, Any], rows: list[Pair]) -> LogFacts:
+    signers = Counter(s for m, _ in rows if (s := _signer(m)) is not None)
+    ts = head.get("timestamp")
+    try:
+        when = (
+            datetime.fromtimestamp(ts / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            if isinstance(ts, int) and not isinstance(ts, bool)
+            else "?"
+        )
+    except (ValueError, OverflowError, OSError):
+        when = "?"
+    return LogFacts(
+        tree_size=text(head.get("tree_size")),
+        root_hash=text(head.get("root_hash")),
+        signed_at=when,
+        log_id=text(manifest.get("log_id")),
+        probe_keys=sorted(signers.items()),
+        unsigned=sum(1 for m, _ in rows if _signer(m) is None),
+    )
+
+
+def _bracket_text(bracket: Any, *, onset: bool) -> str:
+    if not isinstance(bracket, dict) or not bracket:
+        return "start of data" if onset else "ongoing at export"
+    after = text(bracket.get("after")) or ("start of data" if onset else "")
+    return f"after {after}, no later than {text(bracket.get('before'))}"
+
+
+def _event_facts(event: dict[str, Any]) -> EventFacts:
+    def listed(value: Any) -> str:
+        return ", ".join(map(text, value)) if isinstance(value, list) else text(value)
+
+    return EventFacts(
+        event_id=text(event.get("event_id")),
+        scope=text(event.get("scope")),
+        cc=text(event.get("cc")),
+        networks=listed(event.get("asns")),
+        target=text(event.get("target")),
+        methods=listed(event.get("methods")) or "not determined",
+        onset=_bracket_text(event.get("onset"), onset=True),
+        end=_bracket_text(event.get("end"), onset=False),
+        status=text(event.get("status")),
+        confidence=text(event.get("confidence")),
+    )
+
+
+def _by_network(rows: list[Pair]) -> dict[str, list[Pair]]:
+    groups: dict[str, list[Pair]] = defaultdict(list)
+    for m, v in rows:
+        groups[text(m.get("probe_asn"))].append((m, v))
+    return {asn: groups[asn] for asn in sorted(groups, key=_asn_order)}
+
+
+def _networks(rows: list[Pair]) -> list[NetworkLine]:
+    lines = []
+    for asn, group in _by_network(rows).items():
+        counts = Counter(_verdict(v) for _, v in group)
+        methods = Counter(text(v.get("method")) for _, v in group if v.get("method"))
+        times = sorted(t for m, _ in group if (t := _time(m.get("measurement_start_time"))))
+        lines.append(
+            NetworkLine(
+                asn=asn,
+                cc=text(group[0][0].get("probe_cc")),
+                measured=len(group),
+                blocked=counts["blocked"],
+                ok=counts["ok"],
+                other=counts["down"] + counts["unknown"],
+                methods=", ".join(f"{k} ({n})" for k, n in sorted(methods.items())),
+                first=_minute(times[0] if times else None),
+                last=_minute(times[-1] if times else None),
+            )
+        )
+    return lines
+
+
+def _event_bands(event: dict[str, Any] | None) -> list[Band]:
+    bands = []
+    for kind in ("onset", "end"):
+        bracket = (event or {}).get(kind)
+        if not isinstance(bracket, dict) or not isinstance(bracket.get("before"), str):
+            continue
+        try:
+            bands.append(bracket_band(kind, _str(bracket.get("after")), bracket["before"]))
+        except (ValueError, OverflowError):
+            continue
+    return bands
+
+
+def _timeline(rows: list[Pair], event: dict[str, Any] | None) -> Timeline | None:
+    """One row per network, one dot per measurement, the event's brackets shaded."""
+    dots: dict[str, list[Dot]] = {}
+    for asn, group in _by_network(rows).items():
+        for m, v in group:
+            when = _time(m.get("measurement_start_time"))
+            if when is None:
+                continue
+            kind, uid = _verdict(v), text(m.get("measurement_uid"))
+            tip = mark_tip(shown_time(when), _host(m, v), kind, _str(v.get("method")))
+            dots.setdefault(asn, []).append((when, kind, uid, tip))
+    if not dots:
+        return None
+    bands = _event_bands(event)
+    times = [d[0] for ds in dots.values() for d in ds]
+    stamps = times + [t for b in bands for t in (b.start, b.end)]
+    t0, t1 = min(stamps), max(stamps)
+    pad = max((t1 - t0) / 10, timedelta(minutes=5))
+    svg = timeline_svg(
+        [Row(asn, None, ds) for asn, ds in dots.items()],
+        t0 - pad,
+        t1 + pad,
+        bands=bands,
+        link="#" + ANCHOR,
+        shape="dot",
+    )
+    return Timeline(svg, _minute(min(times)), _minute(max(times)), [b.css for b in bands])
+
+
+def _pick_samples(rows: list[Pair]) -> list[Pair]:
+    """Blocked measurements (all of them when none is), taken from each network in turn."""
+    pool = [(m, v) for m, v in rows if _verdict(v) == "blocked"] or rows
+    by_asn = _by_network(pool)
+    picked: list[Pair] = []
+    depth = 0
+    while len(picked) < MAX_SAMPLES and any(len(g) > depth for g in by_asn.values()):
+        for group in by_asn.values():
+            if depth < len(group) and len(picked) < MAX_SAMPLES:
+                picked.append(group[depth])
+        depth += 1
+    return picked
+
+
+def _sample(m: dict[str, Any], v: dict[str, Any]) -> Sample:
+    obs = observations_of(m)
+    return Sample(
+        asn=text(m.get("probe_asn")),
+        when=text(m.get("measurement_start_time")),
+        input=text(m.get("input")),
+        verdict=text(v.get("verdict")),
+        verdict_css=_verdict(v),
+        method=text(v.get("method")),
+        confidence=text(v.get("confidence")),
+        failed="; ".join(failed_steps(obs, v)),
+        resolved=resolved(obs),
+        control=control_view(obs.control if obs is not None else None),
+        uid=text(m.get("measurement_uid")),
+        signer=_signer(m),
+    )
+
+
+def _line(m: dict[str, Any], v: dict[str, Any]) -> Line:
+    return Line(
+        uid=text(m.get("measurement_uid")),
+        when=text(m.get("measurement_start_time")),
+        asn=text(m.get("probe_asn")),
+        input=text(m.get("input")),
+        verdict=text(v.get("verdict")),
+        verdict_css=_verdict(v),
+        method=text(v.get("method")),
+        signer=_signer(m) or "unsigned",
+    )
+
+
+def report_page(
+    *,
+    manifest: dict[str, Any],
+    event: dict[str, Any] | None,
+    measurements: list[dict[str, Any]],
+    verdicts: list[dict[str, Any]],
+    tree_head: dict[str, Any],
+) -> Page:
+    """Everything the report states, as plain text and numbers."""
+    rows = list(zip(measurements, verdicts, strict=False))
+    return Page(
+        title=_title(event, rows),
+        created_at=text(manifest.get("created_at")),
+        count=len(rows),
+        format=text(manifest.get("format")),
+        log=_log_facts(manifest, tree_head if isinstance(tree_head, dict) else {}, rows),
+        event=_event_facts(event) if event else None,
+        networks=_networks(rows),
+        timeline=_timeline(rows, event),
+        samples=[_sample(m, v) for m, v in _pick_samples(rows)],
+        lines=[_line(m, v) for m, v in rows],
+    )
+
+
+@cache
+def _environment() -> Any:
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("censorwatch.evidence", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
 
 
 def render_report(
@@ -64,306 +538,11 @@ def render_report(
     tree_head: dict[str, Any],
 ) -> str:
     """The report page for a bundle's contents (deterministic)."""
-    rows = list(zip(measurements, verdicts, strict=False))
-    title = _title(event, rows)
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{_e(title)}</h1>",
-        f'<p class="muted">Evidence bundle exported {_e(manifest.get("created_at"))} · '
-        f"{len(rows)} measurements · format {_e(manifest.get('format'))}</p>",
-        _verification_box(manifest, tree_head, rows),
-    ]
-    if event:
-        parts.append(_event_section(event))
-    parts += [
-        _networks_section(rows),
-        _timeline_section(rows, event),
-        _samples_section(rows),
-        _all_section(rows),
-        "</body></html>",
-    ]
-    return "\n".join(parts) + "\n"
-
-
-def _title(event: dict[str, Any] | None, rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
-    if event:
-        return f"{event.get('target')} blocked in {event.get('cc')} ({event.get('scope')} event)"
-    ccs = sorted({str(m.get("probe_cc")) for m, _ in rows})
-    return f"Measurements from {', '.join(ccs) or 'unknown countries'}"
-
-
-def _verification_box(
-    manifest: dict[str, Any],
-    head: dict[str, Any],
-    rows: list[tuple[dict[str, Any], dict[str, Any]]],
-) -> str:
-    signed = Counter(
-        m["x_signature"].get("key_id") for m, _ in rows if isinstance(m.get("x_signature"), dict)
+    page = report_page(
+        manifest=manifest,
+        event=event,
+        measurements=measurements,
+        verdicts=verdicts,
+        tree_head=tree_head,
     )
-    ts = head.get("timestamp")
-    when = (
-        datetime.fromtimestamp(ts / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        if isinstance(ts, int)
-        else "?"
-    )
-    keys = ", ".join(f"<code>{_e(k)}</code> ({n})" for k, n in sorted(signed.items())) or "none"
-    return (
-        '<div class="box"><strong>How to check this report.</strong> Run '
-        "<code>censorwatch evidence verify THIS.zip</code>: it needs no network and no "
-        "database. It checks each probe signature, proves each measurement is in the log's "
-        "tree of "
-        f"<strong>{_e(head.get('tree_size'))}</strong> entries (root "
-        f"<code>{_e(head.get('root_hash'))}</code>, signed {_e(when)} by log "
-        f"<code>{_e(manifest.get('log_id'))}</code>), re-runs the analysis and re-renders "
-        "this page. Compare the log id with the one the log operator publishes."
-        f"<br>Signed by probe keys: {keys}; unsigned (e.g. imported from OONI): "
-        f"{sum(1 for m, _ in rows if not isinstance(m.get('x_signature'), dict))}.</div>"
-    )
-
-
-def _event_section(event: dict[str, Any]) -> str:
-    onset = event.get("onset") or {}
-    end = event.get("end") or {}
-    rows = [
-        ("Event", f"<code>{_e(event.get('event_id'))}</code> ({_e(event.get('scope'))})"),
-        ("Country", _e(event.get("cc"))),
-        ("Networks", _e(", ".join(event.get("asns") or []))),
-        ("Target", _e(event.get("target"))),
-        ("Methods", _e(", ".join(event.get("methods") or []) or "not determined")),
-        (
-            "Onset",
-            f"after {_e(onset.get('after') or 'start of data')}, "
-            f"no later than {_e(onset.get('before'))}",
-        ),
-        (
-            "End",
-            f"after {_e(end.get('after'))}, no later than {_e(end.get('before'))}"
-            if end
-            else "ongoing at export",
-        ),
-        ("Status", _e(event.get("status"))),
-        ("Confidence", _e(event.get("confidence"))),
-    ]
-    body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
-    return f"<h2>The event</h2><table>{body}</table>"
-
-
-def _networks_section(rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
-    by_asn: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = defaultdict(list)
-    for m, v in rows:
-        by_asn[str(m.get("probe_asn"))].append((m, v))
-    lines = []
-    for asn in sorted(by_asn, key=_asn_order):
-        group = by_asn[asn]
-        counts = Counter(_verdict(v) for _, v in group)
-        methods = Counter(v.get("method") for _, v in group if v.get("method"))
-        times = sorted(t for m, _ in group if (t := _time(m.get("measurement_start_time"))))
-        lines.append(
-            f"<tr><td>{_e(asn)}</td><td>{_e(group[0][0].get('probe_cc'))}</td>"
-            f"<td>{len(group)}</td><td class='v-blocked'>{counts['blocked']}</td>"
-            f"<td>{counts['ok']}</td><td>{counts['down'] + counts['unknown']}</td>"
-            f"<td>{_e(', '.join(f'{k} ({n})' for k, n in sorted(methods.items())))}</td>"
-            f"<td>{_iso(times[0] if times else None)}</td>"
-            f"<td>{_iso(times[-1] if times else None)}</td></tr>"
-        )
-    return (
-        "<h2>Networks and methods</h2><table><tr><th>Network</th><th>CC</th><th>Measured</th>"
-        "<th>Blocked</th><th>OK</th><th>Down/unknown</th><th>Methods</th><th>First</th>"
-        f"<th>Last</th></tr>{''.join(lines)}</table>"
-    )
-
-
-def _time_extent(times: list[datetime], event: dict[str, Any] | None) -> tuple[float, float]:
-    """The chart's time range: the measurements and the event's brackets, padded by a tenth."""
-    stamps = [t.timestamp() for t in times]
-    for name in ("onset", "end"):
-        bracket = (event or {}).get(name)
-        if isinstance(bracket, dict):
-            stamps += [t.timestamp() for k in ("after", "before") if (t := _time(bracket.get(k)))]
-    t0, t1 = min(stamps), max(stamps)
-    pad = max((t1 - t0) / 10, 5.0)
-    return t0 - pad, t1 + pad
-
-
-def _timeline_section(
-    rows: list[tuple[dict[str, Any], dict[str, Any]]], event: dict[str, Any] | None
-) -> str:
-    points = [
-        (t, str(m.get("probe_asn")), _verdict(v), m, v)
-        for m, v in rows
-        if (t := _time(m.get("measurement_start_time")))
-    ]
-    if not points:
-        return "<h2>Timeline</h2><p>No measurement carries a readable time.</p>"
-    asns = sorted({p[1] for p in points}, key=_asn_order)
-    t0, t1 = _time_extent([p[0] for p in points], event)
-    left, width, row_h, top = 110, 760, 26, 20
-    height = top + row_h * len(asns) + 40
-
-    def x(ts: float) -> float:
-        return round(left + (ts - t0) / (t1 - t0) * width, 1)
-
-    svg = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {left + width + 20} {height}" '
-        f'width="100%" role="img" aria-label="Verdicts over time per network">'
-    ]
-    for bracket, label in (
-        ((event or {}).get("onset"), "onset"),
-        ((event or {}).get("end"), "end"),
-    ):
-        if not isinstance(bracket, dict):
-            continue
-        after, before = _time(bracket.get("after")), _time(bracket.get("before"))
-        if before is None:
-            continue
-        xb = min(max(x(before.timestamp()), left), left + width)
-        xa = min(max(x(after.timestamp()), left), left + width) if after else left
-        svg.append(
-            f'<rect x="{xa}" y="{top - 10}" width="{round(max(xb - xa, 1), 1)}" '
-            f'height="{row_h * len(asns) + 10}" fill="#f1c40f" opacity="0.25"/>'
-            f'<text x="{xb}" y="{top - 12}" font-size="11" text-anchor="middle">{label}</text>'
-        )
-    for i, asn in enumerate(asns):
-        y = top + row_h * i + row_h / 2
-        svg.append(
-            f'<text x="{left - 8}" y="{y + 4}" font-size="12" text-anchor="end">{_e(asn)}</text>'
-            f'<line x1="{left}" y1="{y}" x2="{left + width}" y2="{y}" stroke="#e4e7ea"/>'
-        )
-    for t, asn, kind, m, v in sorted(points, key=lambda p: (p[0], p[1])):
-        y = top + row_h * asns.index(asn) + row_h / 2
-        tip = f"{_iso(t)} {asn} {kind} {v.get('method') or ''} {m.get('measurement_uid')}"
-        svg.append(
-            f'<circle cx="{x(t.timestamp())}" cy="{y}" r="4" fill="{COLOURS[kind]}">'
-            f"<title>{_e(tip)}</title></circle>"
-        )
-    axis_y = top + row_h * len(asns) + 14
-    tick_format = "%Y-%m-%d %H:%M" if t1 - t0 >= 600 else "%Y-%m-%d %H:%M:%S"
-    for k in range(5):
-        ts = t0 + (t1 - t0) * k / 4
-        label = datetime.fromtimestamp(ts, UTC).strftime(tick_format)
-        anchor = "start" if k == 0 else "end" if k == 4 else "middle"
-        svg.append(
-            f'<text x="{x(ts)}" y="{axis_y}" font-size="11" text-anchor="{anchor}">{label}</text>'
-        )
-    legend = " ".join(f'<span style="color:{c}">●</span> {k}' for k, c in COLOURS.items())
-    svg.append("</svg>")
-    return f"<h2>Timeline</h2>{''.join(svg)}<p class='muted'>{legend} (times UTC)</p>"
-
-
-def _failed_step(m: dict[str, Any], v: dict[str, Any]) -> str:
-    keys = m.get("test_keys") if isinstance(m.get("test_keys"), dict) else {}
-    steps = []
-    for q in keys.get("queries") or []:
-        # No AAAA answer is how most IPv4-only sites look, not a failed step.
-        if (
-            isinstance(q, dict)
-            and q.get("failure")
-            and not (q.get("query_type") == "AAAA" and q.get("failure") == "dns_no_answer")
-        ):
-            steps.append(f"DNS lookup of {q.get('hostname')}: {q.get('failure')}")
-    for c in keys.get("tcp_connect") or []:
-        status = c.get("status") if isinstance(c, dict) else None
-        if isinstance(status, dict) and status.get("failure"):
-            steps.append(f"TCP connect to {c.get('ip')}:{c.get('port')}: {status['failure']}")
-    for h in keys.get("tls_handshakes") or []:
-        if isinstance(h, dict) and h.get("failure"):
-            steps.append(f"TLS handshake with SNI {h.get('server_name')}: {h.get('failure')}")
-    for r in keys.get("requests") or []:
-        if isinstance(r, dict) and r.get("failure"):
-            url = (r.get("request") or {}).get("url") if isinstance(r.get("request"), dict) else ""
-            steps.append(f"HTTP request {url}: {r.get('failure')}")
-    if not steps:
-        layers = v.get("layers") if isinstance(v.get("layers"), dict) else {}
-        bad = [k for k in ("dns", "tcp", "tls", "http") if layers.get(k) not in (None, "ok")]
-        steps = [f"{k.upper()} layer: {layers[k]}" for k in bad] or ["no step failed"]
-    return "; ".join(dict.fromkeys(steps))
-
-
-def _control_view(m: dict[str, Any]) -> str:
-    keys = m.get("test_keys") if isinstance(m.get("test_keys"), dict) else {}
-    control = keys.get("control")
-    if not isinstance(control, dict) or not control:
-        return "no control result in this measurement"
-    seen = []
-    dns = control.get("dns")
-    if isinstance(dns, dict):
-        seen.append(
-            f"DNS: {dns.get('failure')}"
-            if dns.get("failure")
-            else f"DNS answered {', '.join(map(str, dns.get('addrs') or [])) or 'nothing'}"
-        )
-    tcp = control.get("tcp_connect")
-    if isinstance(tcp, dict) and tcp:
-        ok = sum(1 for s in tcp.values() if isinstance(s, dict) and s.get("status"))
-        seen.append(f"TCP: {ok}/{len(tcp)} endpoints connected")
-    tls = control.get("tls_handshake")
-    if isinstance(tls, dict) and tls:
-        ok = sum(1 for s in tls.values() if isinstance(s, dict) and s.get("status"))
-        seen.append(f"TLS: {ok}/{len(tls)} handshakes succeeded")
-    http = control.get("http_request")
-    if isinstance(http, dict):
-        if http.get("failure"):
-            seen.append(f"HTTP: {http['failure']}")
-        else:
-            seen.append(
-                f"HTTP {http.get('status_code')}, title {http.get('title')!r}, "
-                f"{http.get('body_length')} bytes"
-            )
-    return "; ".join(seen) or "control result present but empty"
-
-
-def _samples_section(rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
-    blocked = [(m, v) for m, v in rows if _verdict(v) == "blocked"]
-    pool = blocked or rows
-    by_asn: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = defaultdict(list)
-    for m, v in pool:
-        by_asn[str(m.get("probe_asn"))].append((m, v))
-    picked: list[tuple[dict[str, Any], dict[str, Any]]] = []
-    depth = 0
-    while len(picked) < MAX_SAMPLES and any(len(g) > depth for g in by_asn.values()):
-        for asn in sorted(by_asn, key=_asn_order):
-            if depth < len(by_asn[asn]) and len(picked) < MAX_SAMPLES:
-                picked.append(by_asn[asn][depth])
-        depth += 1
-    out = ["<h2>What the measurements show</h2>"]
-    for m, v in picked:
-        sig = m.get("x_signature")
-        signer = (
-            f"signed by probe key <code>{_e(sig.get('key_id'))}</code>"
-            if isinstance(sig, dict)
-            else "unsigned"
-        )
-        out.append(
-            f'<div class="sample"><strong>{_e(m.get("probe_asn"))}</strong> · '
-            f"{_e(m.get('measurement_start_time'))} UTC · {_e(m.get('input'))}<br>"
-            f"Verdict: <span class='v-{_verdict(v)}'>{_e(v.get('verdict'))}</span>"
-            f"{' (' + _e(v.get('method')) + ')' if v.get('method') else ''}"
-            f", confidence {_e(v.get('confidence'))}<br>"
-            f"Step that failed: {_e(_failed_step(m, v))}<br>"
-            f"What the control saw: {_e(_control_view(m))}<br>"
-            f"<span class='muted'><code>{_e(m.get('measurement_uid'))}</code> · {signer}</span>"
-            "</div>"
-        )
-    return "".join(out)
-
-
-def _all_section(rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
-    lines = []
-    for m, v in rows:
-        sig = m.get("x_signature")
-        lines.append(
-            f"<tr><td><code>{_e(m.get('measurement_uid'))}</code></td>"
-            f"<td>{_e(m.get('measurement_start_time'))}</td><td>{_e(m.get('probe_asn'))}</td>"
-            f"<td>{_e(m.get('input'))}</td>"
-            f"<td class='v-{_verdict(v)}'>{_e(v.get('verdict'))}</td>"
-            f"<td>{_e(v.get('method') or '')}</td>"
-            f"<td>{_e(sig.get('key_id') if isinstance(sig, dict) else 'unsigned')}</td></tr>"
-        )
-    return (
-        "<h2>Every measurement in this bundle</h2><table><tr><th>Measurement</th><th>Time</th>"
-        "<th>Network</th><th>Input</th><th>Verdict</th><th>Method</th><th>Probe key</th></tr>"
-        f"{''.join(lines)}</table>"
-    )
+    return _environment().get_template("report.html").render(page=page, anchor=ANCHOR)

@@ -17,7 +17,7 @@ import msgspec
 
 from censorwatch.collector.pipeline import Pending, Pipeline
 from censorwatch.ingest.sources import RawFile, Selection, Source
-from censorwatch.model import parse_time
+from censorwatch.times import parse_time
 
 log = logging.getLogger(__name__)
 

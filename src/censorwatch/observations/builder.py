@@ -8,8 +8,6 @@ handshake, HTTP transaction, plus what the control saw.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,8 +15,8 @@ from urllib.parse import urlsplit
 import msgspec
 from msgspec import field
 
-from censorwatch.analysis.fingerprints import decode_body
 from censorwatch.observations import schema
+from censorwatch.observations.text import maybe_binary, normalize_headers
 
 SYSTEM_ENGINES = frozenset({"system", "getaddrinfo", "go", "android", "cgo", ""})
 PLAIN_DNS_ENGINES = frozenset({"udp", "tcp", "do53"})
@@ -39,6 +37,8 @@ class DnsObs(_Obs):
     depth: int
     classic: bool = False  # the system resolver (the one a browser would use)
     differs: bool | None = None
+    redirect: bool = False  # asked for a redirect's host, not for the measured URL
+    query: schema.Query | None = None  # what it was read from (the explorer shows more of it)
 
 
 class TcpObs(_Obs):
@@ -47,7 +47,7 @@ class TcpObs(_Obs):
     failure: str | None
     depth: int
     classic: bool  # connected to an address the probe's own resolver returned
-    sni_probe: bool = False  # the extra connection of an SNI retry
+    sni_probe: str | None = None  # None: a real connection; "none"/"decoy": an SNI retry's
 
 
 class TlsObs(_Obs):
@@ -58,6 +58,7 @@ class TlsObs(_Obs):
     depth: int
     sni_probe: str | None  # None: the real handshake; "none"/"decoy": the SNI retry
     no_tls_verify: bool = False
+    handshake: schema.Handshake | None = None  # what it was read from
 
 
 class HttpObs(_Obs):
@@ -71,6 +72,7 @@ class HttpObs(_Obs):
     truncated: bool
     depth: int
     response: schema.Response | None = None
+    request: schema.Request | None = None
     _headers: dict[str, list[str]] | None = None
 
     @property
@@ -140,22 +142,6 @@ def as_int(value: Any, default: int = 0) -> int:
     return default
 
 
-def maybe_binary(value: Any) -> str | None:
-    """A body or header value as text: plain strings, or OONI's ``{"format": "base64"}``."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and value.get("format") == "base64":
-        data = value.get("data")
-        if not isinstance(data, str):
-            return None
-        try:
-            raw = base64.b64decode(data + "=" * (-len(data) % 4))
-        except (ValueError, binascii.Error):
-            return None
-        return decode_body(raw)
-    return None
-
-
 _DEPTHS: dict[str, int] = {}
 
 
@@ -209,24 +195,9 @@ def url_parts(url: str) -> tuple[str, str, int]:
 
 
 def headers_of(response: schema.Response) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    hlist = response.headers_list
-    if hlist:
-        for item in hlist:
-            if isinstance(item, list | tuple) and len(item) == 2 and isinstance(item[0], str):
-                value = maybe_binary(item[1])
-                if value is not None:
-                    out.setdefault(item[0].lower(), []).append(value)
-        return out
-    headers = response.headers
-    if headers:
-        for name, value in headers.items():
-            values = value if isinstance(value, list) else (value,)
-            for v in values:
-                text = maybe_binary(v)
-                if text is not None:
-                    out.setdefault(name.lower(), []).append(text)
-    return out
+    """A response's headers, lower-case names: ``headers_list`` when the probe wrote one (it
+    keeps repeated names), else the ``headers`` mapping."""
+    return normalize_headers(response.headers_list or response.headers)
 
 
 def _dns_obs(q: schema.Query) -> DnsObs:
@@ -254,9 +225,12 @@ def _dns_obs(q: schema.Query) -> DnsObs:
     if tags:
         depth = 0 if "depth=0" in tags else depth_of(tags)
         classic = "classic" in tags or "x_resolver=system" in tags
+        redirect = "x_redirect" in tags
     else:
-        depth, classic = 0, False
-    return DnsObs(host, engine, q.failure or None, addrs, asns, depth, classic, q.differs)
+        depth, classic, redirect = 0, False, False
+    return DnsObs(
+        host, engine, q.failure or None, addrs, asns, depth, classic, q.differs, redirect, q
+    )
 
 
 def observe(tk: schema.TestKeys) -> Observations:
@@ -281,11 +255,11 @@ def observe(tk: schema.TestKeys) -> Observations:
                     failure or None,
                     0 if "depth=0" in tags else depth_of(tags),
                     "classic" in tags or "x_source=system" in tags,
-                    "x_sni_probe=none" in tags or "x_sni_probe=decoy" in tags,
+                    _sni_probe(tags),
                 )
             )
         else:
-            tcp.append(TcpObs(t.ip or "", t.port or 0, failure or None, 0, True, False))
+            tcp.append(TcpObs(t.ip or "", t.port or 0, failure or None, 0, True))
 
     tls: list[TlsObs] = []
     quic = [_tls_obs(h) for h in tk.quic_handshakes or () if h is not None]
@@ -322,6 +296,7 @@ def observe(tk: schema.TestKeys) -> Observations:
                 truncated=truncated,
                 depth=depth_of(tags) if tags else n - 1 - index,
                 response=response,
+                request=r.request,
             )
         )
     if n > 1:
@@ -366,6 +341,7 @@ def _tls_obs(h: schema.Handshake) -> TlsObs:
         (0 if "depth=0" in tags else depth_of(tags)) if tags else 0,
         _sni_probe(tags) if tags else None,
         h.no_tls_verify is True,
+        h,
     )
 
 

@@ -1,92 +1,189 @@
-"""Read measurements from files: JSON, JSONL, gzip-compressed, single files or whole trees.
+"""Read JSON objects from files: JSON, JSONL, gzip-compressed, single files, whole trees, stdin.
 
-Every item names where it came from (``file`` or ``file:line``), and a broken file or line
-becomes an error item that names it; reading always goes on with the rest. The analysis, the
-ingest and the collector all read through here, so they agree on what a readable file is.
+The one reader of the project's JSON inputs: measurements for the analysis and the evidence
+export, verdict records for ``events``, event records, the demo's files. Every item names where
+it came from (``file``, ``file:line`` or ``file[i]``), and a broken file or line becomes an
+error item that names it; reading always goes on with the rest, so the callers agree on what a
+readable file is.
+
+JSONL is read in blocks (a pipe or a large archive file is never held whole); a whole-file
+JSON document (one object, or a list of objects) is held in memory up to ``MAX_FILE_BYTES``.
 """
 
 from __future__ import annotations
 
 import gzip
 import os
+import sys
 import zlib
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import msgspec
 
 SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
-MAX_FILE_BYTES = 1 << 30  # one decompressed file; larger files are refused, not read
+MAX_FILE_BYTES = 1 << 30  # one decompressed JSON document; larger ones are refused, not read
+MAX_LINE_BYTES = 256 << 20  # one JSONL line; a longer one is an error item, then reading goes on
+BLOCK_BYTES = 8 << 20  # JSONL is read this many decompressed bytes at a time
+STDIN = "-"
 
 _decoder = msgspec.json.Decoder()
+_raw_decoder = msgspec.json.Decoder(msgspec.Raw)  # checks a document without building it
+_raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 
 
 @dataclass(frozen=True, slots=True)
 class Loaded:
-    """One measurement, or the reason one could not be read, and where it came from."""
+    """One JSON object, or the reason one could not be read, and where it came from."""
 
     source: str
-    measurement: dict[str, Any] | None = None
+    measurement: dict[str, Any] | None = None  # the object (a measurement, or any record)
     error: str | None = None
-    raw: bytes | None = None  # the measurement's own JSON bytes, when it had its own line
+    raw: bytes | None = None  # the object's own JSON bytes, when it had its own line or file
 
     @property
     def ok(self) -> bool:
-        return self.measurement is not None
+        return self.error is None
+
+    @property
+    def record(self) -> dict[str, Any] | None:
+        """The object read, for callers whose objects are not measurements (verdicts, events)."""
+        return self.measurement
 
 
-def iter_measurements(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Loaded]:
-    """Every measurement in ``paths`` (files or directories, searched recursively, sorted)."""
+def iter_json_objects(
+    paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
+    *,
+    what: str = "JSON",
+    decode: bool = True,
+) -> Iterator[Loaded]:
+    """Every JSON object in ``paths``: files, directories (searched recursively for
+    ``SUFFIXES``, sorted) or ``-`` for standard input. ``what`` names the files in the message
+    for a directory that holds none. With ``decode=False`` an item carries only ``raw`` (its
+    own JSON bytes; a JSONL line is not checked, its reader's decoder does that) and
+    ``measurement`` is None, for callers that decode the bytes themselves."""
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
     for path in paths:
         p = Path(path)
-        if p.is_dir():
+        if str(path) == STDIN:
+            yield from _read_file(p, STDIN, decode)
+        elif p.is_dir():
             files = sorted(
                 f for f in p.rglob("*") if f.is_file() and f.name.lower().endswith(SUFFIXES)
             )
             if not files:
-                yield Loaded(str(p), error="no measurement files (.json, .jsonl, .gz) found")
+                yield Loaded(str(p), error=f"no {what} files (.json, .jsonl, .gz) found")
             for f in files:
-                yield from _read_file(f)
-        elif p.exists() or str(path) == "-":
-            yield from _read_file(p)
+                yield from _read_file(f, str(f), decode)
+        elif p.exists():
+            yield from _read_file(p, str(p), decode)
         else:
             yield Loaded(str(p), error="no such file or directory")
 
 
-def _read_bytes(path: Path) -> bytes:
-    if str(path) == "-":
-        import sys
+def iter_measurements(
+    paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str], *, decode: bool = True
+) -> Iterator[Loaded]:
+    """Every measurement in ``paths`` (files or directories, searched recursively, sorted);
+    ``decode=False``: raw bytes only (see ``iter_json_objects``)."""
+    return iter_json_objects(paths, what="measurement", decode=decode)
 
-        return sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+
+@contextmanager
+def _open(path: Path, name: str) -> Iterator[IO[bytes]]:
+    """The decompressed bytes of a file or of standard input (gzip recognised by its magic)."""
+    if name == STDIN:
+        stream: IO[bytes] = sys.stdin.buffer
+        peek = getattr(stream, "peek", None)
+        if peek is not None and peek(2)[:2] == b"\x1f\x8b":
+            with gzip.GzipFile(fileobj=stream) as gz:
+                yield gz
+        else:
+            yield stream
+        return
     with path.open("rb") as fh:
         head = fh.read(2)
         fh.seek(0)
         if head == b"\x1f\x8b":
             with gzip.GzipFile(fileobj=fh) as gz:
-                data = gz.read(MAX_FILE_BYTES + 1)
+                yield gz
         else:
-            data = fh.read(MAX_FILE_BYTES + 1)
-    return data
+            yield fh
 
 
-def _read_file(path: Path) -> Iterator[Loaded]:
-    name = str(path)
+def _read_at_most(stream: IO[bytes], size: int) -> bytes:
+    """Up to ``size`` bytes; fewer only at the end of the stream (pipes return short reads)."""
+    parts: list[bytes] = []
+    left = size
+    while left > 0:
+        block = stream.read(left)
+        if not block:
+            break
+        parts.append(block)
+        left -= len(block)
+    return b"".join(parts)
+
+
+def _read_file(path: Path, name: str, decode: bool = True) -> Iterator[Loaded]:
     try:
-        data = _read_bytes(path)
-    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        with _open(path, name) as stream:
+            yield from _read_stream(name, stream, decode)
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         yield Loaded(name, error=f"cannot read: {exc}")
-        return
-    if len(data) > MAX_FILE_BYTES:
-        yield Loaded(name, error=f"larger than {MAX_FILE_BYTES} bytes; split it into JSONL")
-        return
+
+
+def _read_stream(name: str, stream: IO[bytes], decode: bool = True) -> Iterator[Loaded]:
+    head = _read_at_most(stream, BLOCK_BYTES)
+    if len(head) < BLOCK_BYTES:
+        yield from _read_whole(name, head, decode)  # the whole file fits in one block
+    elif _starts_as_jsonl(head):
+        yield from _read_lines(name, _lines(head, stream), decode)
+    else:
+        # More than one block and not JSONL: a whole JSON document, held in memory.
+        head += _read_at_most(stream, MAX_FILE_BYTES + 1 - len(head))
+        if len(head) > MAX_FILE_BYTES:
+            yield Loaded(name, error=f"larger than {MAX_FILE_BYTES} bytes; split it into JSONL")
+            return
+        yield from _read_whole(name, head, decode)
+
+
+def _starts_as_jsonl(head: bytes) -> bool:
+    """Whether a file too long to hold whole reads as JSONL: its first line is JSON."""
+    body = head.lstrip()
+    if body[:1] not in (b"{", b"["):
+        return True
+    first, newline, _ = body.partition(b"\n")
+    if not newline:
+        return False  # one line longer than a block: a document
+    try:
+        _decoder.decode(first)
+    except msgspec.DecodeError:
+        return False
+    return True
+
+
+def _read_whole(name: str, data: bytes, decode: bool = True) -> Iterator[Loaded]:
+    """A file held whole: one JSON document (object or list), else JSONL."""
     stripped = data.strip()
     if not stripped:
         yield Loaded(name, error="empty file")
         return
+    if not decode and stripped[:1] in (b"{", b"["):
+        try:
+            _raw_decoder.decode(stripped)
+        except msgspec.DecodeError as exc:
+            try:  # not one document: JSONL when its first line is JSON (as decoding reads it)
+                _raw_decoder.decode(stripped.split(b"\n", 1)[0].strip())
+            except msgspec.DecodeError:
+                yield Loaded(name, error=f"invalid JSON: {exc}")
+                return
+        else:
+            yield from _raw_document(name, stripped)
+            return
     # A whole-file JSON document (object or list) first; JSONL when that fails.
     if stripped[:1] in (b"{", b"["):
         try:
@@ -110,15 +207,79 @@ def _read_file(path: Path) -> Iterator[Loaded]:
                     else:
                         yield Loaded(src, error=f"not a JSON object ({type(item).__name__})")
                 return
-    yield from _read_lines(name, data)
+    yield from _read_lines(name, iter(data.splitlines()), decode)
 
 
-def _read_lines(name: str, data: bytes) -> Iterator[Loaded]:
-    for lineno, line in enumerate(data.splitlines(), 1):
+def _raw_document(name: str, doc: bytes) -> Iterator[Loaded]:
+    """A valid whole-file document as raw items: the object, or each object of the list."""
+    if doc[:1] == b"{":
+        yield Loaded(name, raw=doc)
+        return
+    for i, item in enumerate(_raw_list_decoder.decode(doc)):
+        data = bytes(item)
+        if data[:1] == b"{":
+            yield Loaded(f"{name}[{i}]", raw=data)
+        else:
+            kind = type(_decoder.decode(data)).__name__
+            yield Loaded(f"{name}[{i}]", error=f"not a JSON object ({kind})")
+
+
+def _lines(head: bytes, stream: IO[bytes]) -> Iterator[bytes | None]:
+    """The lines of ``head`` and the rest of ``stream``, numbered as ``splitlines`` of the
+    whole would number them; None stands for a line longer than ``MAX_LINE_BYTES``."""
+    carry = head
+    skipping = False  # inside a too-long line, until its end
+    while True:
+        cut = carry.rfind(b"\n") + 1
+        if cut:
+            lines = _block_lines(carry, cut)
+            if skipping:
+                next(lines, None)  # the end of the too-long line, already reported
+                skipping = False
+            yield from lines
+            carry = carry[cut:]
+        if len(carry) > MAX_LINE_BYTES:
+            if not skipping:
+                yield None
+            skipping, carry = True, b""
+        block = stream.read(BLOCK_BYTES)
+        if not block:
+            break
+        carry += block
+    if carry:
+        lines = carry.splitlines()
+        if skipping:
+            del lines[0]
+        yield from lines
+
+
+def _block_lines(data: bytes, end: int) -> Iterator[bytes]:
+    """The lines of ``data[:end].splitlines()`` (``end`` just past a newline), one at a time and
+    without copying the block, so a line's memory is reused by the next (no ``\r`` in the
+    block, as JSONL has: a JSON line holds none; else ``splitlines`` itself)."""
+    if data.find(b"\r", 0, end) >= 0:
+        yield from data[:end].splitlines()
+        return
+    find = data.find
+    start = 0
+    while start < end:
+        newline = find(b"\n", start, end)
+        yield data[start:newline]
+        start = newline + 1
+
+
+def _read_lines(name: str, lines: Iterator[bytes | None], decode: bool = True) -> Iterator[Loaded]:
+    for lineno, line in enumerate(lines, 1):
+        src = f"{name}:{lineno}"
+        if line is None:
+            yield Loaded(src, error=f"line longer than {MAX_LINE_BYTES} bytes")
+            continue
         line = line.strip()
         if not line:
             continue
-        src = f"{name}:{lineno}"
+        if not decode:
+            yield Loaded(src, raw=line)
+            continue
         try:
             doc = _decoder.decode(line)
         except msgspec.DecodeError as exc:

@@ -133,12 +133,66 @@ class Measurement(Struct, **STRUCT_OPTIONS):
     test_keys: TestKeys | None = None
 
 
+# The full view: the same structs plus the fields the verdict never needs, read by the
+# explorer's step tables (what a person reads) and by the probe's classic summary (OONI's own
+# keys). Decoding them would only slow the analysis down. ``builder.observe`` takes either view.
+
+
+class AnswerView(Answer):
+    hostname: str | None = None
+    answer_type: str | None = None
+    as_org_name: str | None = None
+
+
+class QueryView(Query):
+    answers: list[AnswerView | None] | None = None
+
+
+class HandshakeView(Handshake):
+    tls_version: str | None = None
+    cipher_suite: str | None = None
+    negotiated_protocol: str | None = None
+    peer_certificates: list[Any] | None = None
+
+
+class RequestView(Request):
+    method: str | None = None
+
+
+class ResponseView(Response):
+    x_body_length: int | None = None  # bytes received, counted even when not kept
+
+
+class HttpTransactionView(HttpTransaction):
+    request: RequestView | None = None
+    response: ResponseView | None = None
+
+
+class TestKeysView(TestKeys):
+    queries: list[QueryView | None] | None = None
+    tls_handshakes: list[HandshakeView | None] | None = None
+    quic_handshakes: list[HandshakeView | None] | None = None
+    requests: list[HttpTransactionView | None] | None = None
+    dns_experiment_failure: str | None = None
+    http_experiment_failure: str | None = None
+    # OONI's classic summary, as a probe wrote it.
+    blocking: str | bool | None = None
+    accessible: bool | None = None
+
+
+class MeasurementView(Measurement):
+    test_keys: TestKeysView | None = None
+
+
 _PATH_TOKEN = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
 MAX_PRUNES = 256
 
 
-def to_typed(measurement: dict[str, Any]) -> tuple[Measurement, list[str]]:
-    """The typed view of a measurement, and the paths of values pruned for having odd types.
+def to_typed(
+    measurement: dict[str, Any], view: type[Measurement] = Measurement
+) -> tuple[Measurement, list[str]]:
+    """The typed view of a measurement (``Measurement``, or ``MeasurementView`` for the
+    explorer), and the paths of values pruned for having odd types.
 
     A value that does not fit (say an integer where a host name belongs) is removed and
     conversion retried, so one odd field costs that field, not the measurement.
@@ -147,7 +201,7 @@ def to_typed(measurement: dict[str, Any]) -> tuple[Measurement, list[str]]:
     current: Any = measurement
     for _ in range(MAX_PRUNES):
         try:
-            return msgspec.convert(current, Measurement), pruned
+            return msgspec.convert(current, view), pruned
         except msgspec.ValidationError as exc:
             message = str(exc)
             at = message.rfind(" - at `$")

@@ -16,6 +16,7 @@ from censorwatch.netinfo import AddressPlan, address_plan
 from censorwatch.probe.budget import Budgets
 from censorwatch.probe.dns import parse_hostport
 from censorwatch.probe.tls import TrustAnchors
+from censorwatch.times import compact_stamp
 
 ENV_CA = "CENSORWATCH_CA"
 ENV_CONTROL = "CENSORWATCH_CONTROL"
@@ -46,7 +47,7 @@ def system_resolver(resolv_conf: str | Path = "/etc/resolv.conf") -> tuple[str, 
 
 def make_report_id(start: datetime, cc: str, asn: str) -> str:
     """OONI-like: ``YYYYMMDDThhmmssZ_webconnectivity_CC_ASN_n1_random``."""
-    stamp = start.strftime("%Y%m%dT%H%M%SZ")
+    stamp = compact_stamp(start)
     number = asn.upper().removeprefix("AS") or "0"
     return f"{stamp}_webconnectivity_{cc.upper()}_{number}_n1_{secrets.token_urlsafe(12)}"
 

@@ -7,15 +7,15 @@ Speaks OONI's web-connectivity test-helper protocol, so the control can be censo
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import ssl
 from typing import Any
 from urllib.parse import urlsplit
 
 from censorwatch import failures
+from censorwatch.netinfo import is_special
 from censorwatch.probe.http import DEFAULT_HEADERS
-from censorwatch.probe.scrub import Scrubber
+from censorwatch.scrub import Scrubber
 
 
 def root_cause(exc: BaseException) -> BaseException:
@@ -51,13 +51,14 @@ def build_request(url: str, endpoints: list[str], *, quic: bool = False) -> dict
 
 
 def is_reserved_host(url: str) -> bool:
-    """True when the control URL names an address in a private or special-purpose range."""
-    host = (urlsplit(url).hostname or "").strip("[]")
+    """True when the control URL names ``localhost`` or a special address (``netinfo``)."""
+    host = urlsplit(url).hostname or ""
+    if host.rstrip(".").lower() == "localhost":
+        return True
     try:
-        addr = ipaddress.ip_address(host)
+        return is_special(host)
     except ValueError:
-        return host == "localhost"
-    return not addr.is_global
+        return False
 
 
 #: Statuses a busy control answers with; the request is repeated after its Retry-After.

@@ -24,7 +24,7 @@ import dns.rdatatype
 from censorwatch import failures
 from censorwatch.netinfo import AddressPlan
 from censorwatch.probe.budget import DNS_MAX_RESPONSE
-from censorwatch.probe.scrub import Scrubber
+from censorwatch.scrub import Scrubber
 
 _RCODE_FAILURES = {
     dns.rcode.NXDOMAIN: failures.DNS_NXDOMAIN,

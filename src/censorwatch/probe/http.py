@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,9 +18,10 @@ from urllib.parse import urljoin, urlsplit
 import h11
 
 from censorwatch import failures
+from censorwatch.observations.text import title_of
 from censorwatch.probe import tcp, tls
 from censorwatch.probe.budget import Budgets
-from censorwatch.probe.scrub import Scrubber
+from censorwatch.scrub import Scrubber
 
 USER_AGENT = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -33,20 +33,10 @@ DEFAULT_HEADERS = [
     ("User-Agent", USER_AGENT),
 ]
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
-_TITLE = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
 READ_CHUNK = 64 * 1024
 
 Resolver = Callable[[str], Awaitable[tuple[list[str], str | None]]]
 ByteCallback = Callable[[int], None]
-
-
-def title_of(body: bytes) -> str:
-    """The page title (first 64 KiB searched, whitespace collapsed, 128 characters at most)."""
-    match = _TITLE.search(body[: 64 * 1024])
-    if not match:
-        return ""
-    text = match.group(1).decode("utf-8", errors="replace")
-    return " ".join(text.split())[:128]
 
 
 def body_field(body: bytes) -> str | dict[str, str]:

@@ -20,9 +20,9 @@ from aioquic.quic.connection import QuicConnection
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from censorwatch import failures
-from censorwatch.probe.scrub import Scrubber
 from censorwatch.probe.tcp import endpoint
 from censorwatch.probe.tls import MAX_CHAIN, TLSResult, TrustAnchors
+from censorwatch.scrub import Scrubber
 
 
 def _consume(future: asyncio.Future[Any]) -> None:

@@ -14,11 +14,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from censorwatch.model import utcnow
+import msgspec
+
+from censorwatch.observations.schema import MeasurementView, TestKeysView, to_typed
 from censorwatch.probe.config import ProbeConfig, make_report_id
-from censorwatch.probe.scrub import Scrubber
 from censorwatch.probe.webconnectivity import WebConnectivity
+from censorwatch.scrub import Scrubber
 from censorwatch.targets import Target
+from censorwatch.times import utcnow
+
+
+def typed_test_keys(measurement: dict[str, Any]) -> TestKeysView:
+    """The measurement's ``test_keys`` as the observations tier types them (odd values
+    pruned, never an error), for the run's summary and progress lines."""
+    try:
+        typed, _ = to_typed(measurement, MeasurementView)
+    except (ValueError, msgspec.ValidationError):
+        return TestKeysView()
+    tk = typed.test_keys
+    return tk if isinstance(tk, TestKeysView) else TestKeysView()
 
 
 @dataclass
@@ -30,28 +44,26 @@ class RunSummary:
     seconds: float = 0.0
 
     def add(self, measurement: dict[str, Any]) -> None:
-        tk = measurement.get("test_keys") or {}
+        tk = typed_test_keys(measurement)
         self.measured += 1
-        if tk.get("accessible"):
+        if tk.accessible:
             self.accessible += 1
-        blocking = tk.get("blocking")
-        if blocking:
-            self.blocking[str(blocking)] += 1
-        if tk.get("control_failure"):
+        if tk.blocking:
+            self.blocking[str(tk.blocking)] += 1
+        if tk.control_failure:
             self.control_failures += 1
 
 
-def outcome(tk: dict[str, Any]) -> str:
+def outcome(tk: TestKeysView) -> str:
     """A one-phrase account of a measurement, for people reading a terminal."""
-    if tk.get("blocking"):
-        first = tk.get("http_experiment_failure") or tk.get("dns_experiment_failure")
-        return f"blocking={tk['blocking']}" + (f" ({first})" if first else "")
-    if tk.get("accessible"):
+    failure = tk.http_experiment_failure or tk.dns_experiment_failure
+    if tk.blocking:
+        return f"blocking={tk.blocking}" + (f" ({failure})" if failure else "")
+    if tk.accessible:
         return "accessible"
-    failure = tk.get("http_experiment_failure") or tk.get("dns_experiment_failure")
     if failure:
         return f"failed: {failure}"
-    return "no verdict (no control)" if tk.get("control_failure") else "not accessible"
+    return "no verdict (no control)" if tk.control_failure else "not accessible"
 
 
 async def run(
@@ -108,8 +120,7 @@ def run_with_progress(
         def done(measurement: dict[str, Any]) -> None:
             progress.advance(task)
             progress.console.print(
-                f"[dim]{measurement.get('input')}[/dim] "
-                f"{outcome(measurement.get('test_keys') or {})}",
+                f"[dim]{measurement.get('input')}[/dim] {outcome(typed_test_keys(measurement))}",
                 highlight=False,
             )
 

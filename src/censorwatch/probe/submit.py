@@ -20,13 +20,13 @@ import ssl
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from censorwatch.durable import write_atomic
+from censorwatch.times import rfc3339, utcnow
 
 DEFAULT_TIMEOUT = 15.0
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -186,7 +186,7 @@ class SubmissionQueue:
         the probe printed; this is where a user finds the one to cite.
         """
         line = {
-            "submitted_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "submitted_at": rfc3339(utcnow()),
             "collector": collector,
             "report_id": report_id,
             "measurement_uid": uid,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from censorwatch import failures
-from censorwatch.probe.scrub import Scrubber
+from censorwatch.scrub import Scrubber
 
 STREAM_LIMIT = 64 * 1024  # asyncio's reader buffer: never grows past this
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 from censorwatch import failures
 from censorwatch.probe import http, tls
 from censorwatch.probe.budget import Budgets
-from censorwatch.probe.scrub import Scrubber
+from censorwatch.scrub import Scrubber
 
 DEFAULT_PATH = "/censorwatch/throughput.bin"
 SAMPLE_EVERY = 0.05  # seconds between recorded samples (plus first and last)

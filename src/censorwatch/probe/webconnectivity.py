@@ -5,8 +5,8 @@ DNS (system, public UDP and DoH resolvers; A and AAAA) → the control request (
 background) → TCP to every address → TLS with the real SNI, and on failure with no SNI and a
 decoy SNI → HTTP GET with redirects → TCP/TLS to addresses only the control saw →
 throughput (media hosts or ``--throughput``). The summary keys (``dns_consistency``,
-``blocking``, ``accessible`` …) are computed the simple OONI-classic way; the analysis stage
-re-derives its own verdict from the raw steps.
+``blocking``, ``accessible`` …) are OONI's classic ones, computed by ``analysis.classic`` from
+the record's observations; the analysis stage derives the verdict from the same observations.
 """
 
 from __future__ import annotations
@@ -19,26 +19,21 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import msgspec
+
 from censorwatch import failures
-from censorwatch.model import derive_measurement_uid, ooni_time, utcnow
+from censorwatch.analysis.classic import classic_keys
+from censorwatch.model import derive_measurement_uid
+from censorwatch.netinfo import AddressPlan
+from censorwatch.observations.schema import MeasurementView, TestKeysView, to_typed
 from censorwatch.probe import control_client, dns, http, quic, tcp, throughput, tls
 from censorwatch.probe.config import SOFTWARE_NAME, TEST_VERSION, ProbeConfig
 from censorwatch.probe.dns import DNSResult, format_hostport
-from censorwatch.probe.scrub import PROBE_IP_PLACEHOLDER, Scrubber
+from censorwatch.scrub import PROBE_IP_PLACEHOLDER, Scrubber
 from censorwatch.targets import Target
+from censorwatch.times import ooni_time, utcnow
 
-# OONI LTE's x_blocking_flags bits.
-FLAG_DNS, FLAG_TCP, FLAG_TLS, FLAG_HTTP, FLAG_HTTP_DIFF, FLAG_SUCCESS = 1, 2, 4, 8, 16, 32
 ENDPOINT_CONCURRENCY = 8
-_NETWORK_TLS_FAILURES = frozenset(
-    {
-        failures.CONNECTION_RESET,
-        failures.GENERIC_TIMEOUT,
-        failures.EOF_ERROR,
-        failures.SSL_FAILED_HANDSHAKE,
-        failures.CONNECTION_REFUSED,
-    }
-)
 
 
 @dataclass
@@ -477,7 +472,7 @@ class WebConnectivity:
             "x_throughput": rec.throughput,
             "x_deadline_exceeded": rec.deadline_exceeded,
         }
-        test_keys.update(summarize(rec, cfg))
+        test_keys.update(summarize(test_keys, target.url, cfg.plan))
         measurement: dict[str, Any] = {
             "annotations": {"x_testbed": cfg.testbed} if cfg.testbed else {},
             "data_format_version": "0.2.0",
@@ -527,115 +522,12 @@ class WebConnectivity:
         return scrubbed
 
 
-def summarize(rec: _Record, cfg: ProbeConfig) -> dict[str, Any]:
-    """OONI's classic summary keys, computed simply from the probe and control views."""
-    out: dict[str, Any] = {
-        "dns_consistency": None,
-        "body_length_match": None,
-        "body_proportion": None,
-        "headers_match": None,
-        "status_code_match": None,
-        "title_match": None,
-        "blocking": None,
-        "accessible": None,
-        "x_blocking_flags": 0,
-    }
-    control = rec.control
-    final = rec.hops[-1] if rec.hops else None
-    probe_http_ok = final is not None and rec.http_failure is None
-    if control is None:
-        if probe_http_ok:
-            out["accessible"] = True
-        return out
-    ctrl_dns = control.get("dns") or {}
-    ctrl_addrs = [a for a in ctrl_dns.get("addrs") or [] if isinstance(a, str)]
-    ctrl_http = control.get("http_request") or {}
-    ctrl_http_ok = ctrl_http.get("failure") is None and (ctrl_http.get("status_code") or 0) > 0
-
-    # DNS consistency: same addresses, same ASes, or the same failure.
-    plan = cfg.plan
-    probe_addrs = rec.classic_addresses
-    ctrl_dns_failure = ctrl_dns.get("failure")
-    if ctrl_dns_failure == failures.TH_DNS_NAME_ERROR:
-        ctrl_dns_failure = failures.DNS_NXDOMAIN
-    if rec.classic_failure and ctrl_dns_failure == rec.classic_failure:
-        consistency = "consistent"
-    elif rec.classic_failure:
-        consistency = "inconsistent"
-    elif ctrl_dns_failure and ctrl_dns_failure != failures.DNS_NXDOMAIN and not ctrl_addrs:
-        consistency = None  # the control could not resolve: nothing to compare with
-    elif set(probe_addrs) & set(ctrl_addrs):
-        consistency = "consistent"
-    elif any(plan.is_bogon(a) for a in probe_addrs):
-        consistency = "inconsistent"
-    else:
-        probe_as = {i.asn for a in probe_addrs if (i := plan.lookup(a))}
-        ctrl_as = {i.asn for a in ctrl_addrs if (i := plan.lookup(a))}
-        ctrl_tls = control.get("tls_handshake") or {}
-        # a handshake with the real name and a valid certificate proves the address right
-        valid = any(
-            failure is None
-            for key, failure in rec.tls_sni.items()
-            if key.rsplit(":", 1)[0].strip("[]") in probe_addrs
-        )
-        consistency = "consistent" if (probe_as & ctrl_as) or valid else "inconsistent"
-    out["dns_consistency"] = consistency
-
-    flags = 0
-    if consistency == "inconsistent":
-        flags |= FLAG_DNS
-    ctrl_tcp = control.get("tcp_connect") or {}
-    if (
-        rec.tcp_ok
-        and not any(rec.tcp_ok.values())
-        and any((v or {}).get("status") for v in ctrl_tcp.values())
-    ):
-        flags |= FLAG_TCP
-    ctrl_tls = control.get("tls_handshake") or {}
-    if any(
-        failure in _NETWORK_TLS_FAILURES and (ctrl_tls.get(key) or {}).get("status")
-        for key, failure in rec.tls_sni.items()
-    ):
-        flags |= FLAG_TLS
-
-    if probe_http_ok and ctrl_http_ok and final is not None:
-        ctrl_len = int(ctrl_http.get("body_length") or 0)
-        probe_len = final.body_length
-        proportion = (
-            min(ctrl_len, probe_len) / max(ctrl_len, probe_len) if max(ctrl_len, probe_len) else 1.0
-        )
-        out["body_proportion"] = proportion
-        out["body_length_match"] = proportion > 0.7
-        out["status_code_match"] = final.status_code == ctrl_http.get("status_code")
-        ctrl_title = (ctrl_http.get("title") or "").strip().lower()
-        out["title_match"] = (
-            final.title.strip().lower() == ctrl_title if ctrl_title or final.title else None
-        )
-        probe_headers = {k.lower() for k, _ in final.headers}
-        ctrl_headers = {k.lower() for k in (ctrl_http.get("headers") or {})}
-        out["headers_match"] = not (probe_headers ^ ctrl_headers) or bool(
-            probe_headers & ctrl_headers - {"date", "content-length", "content-type", "server"}
-        )
-        matches = out["status_code_match"] and (out["body_length_match"] or out["title_match"])
-        if matches:
-            flags |= FLAG_SUCCESS
-            out["blocking"], out["accessible"] = False, True
-        else:
-            flags |= FLAG_HTTP_DIFF
-            out["blocking"] = "dns" if consistency == "inconsistent" else "http-diff"
-            out["accessible"] = False
-    elif probe_http_ok:
-        # The control could not fetch it: nothing to compare with.
-        out["blocking"], out["accessible"] = False, True
-        flags |= FLAG_SUCCESS
-    elif consistency == "inconsistent":
-        out["blocking"], out["accessible"] = "dns", False
-    elif not ctrl_http_ok:
-        out["blocking"], out["accessible"] = False, False  # fails from the control too: down
-    elif flags & FLAG_TCP:
-        out["blocking"], out["accessible"] = "tcp_ip", False
-    else:
-        flags |= FLAG_HTTP if not flags & FLAG_TLS else 0
-        out["blocking"], out["accessible"] = "http-failure", False
-    out["x_blocking_flags"] = flags
-    return out
+def summarize(test_keys: dict[str, Any], url: str, plan: AddressPlan) -> dict[str, Any]:
+    """OONI's classic summary keys of the measurement being assembled, computed by the
+    analysis from its observations (``analysis.classic``), as every other reader sees it."""
+    try:
+        typed, _ = to_typed({"test_keys": test_keys}, MeasurementView)
+    except (ValueError, msgspec.ValidationError):
+        typed = MeasurementView()
+    tk = typed.test_keys if isinstance(typed.test_keys, TestKeysView) else TestKeysView()
+    return classic_keys(tk, url, plan).as_test_keys()

@@ -98,5 +98,3 @@ def load_or_create(path: Path) -> Ed25519PrivateKey:
         except KeyFileError:
             pass  # created concurrently; read that one
     return load_private_key(path)
-
-

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from censorwatch.model import canonical_json, parse_time, rfc3339, utcnow
+from censorwatch.model import canonical_json
 from censorwatch.signing.encoding import (
     ED25519,
     b64decode,
@@ -30,6 +30,7 @@ from censorwatch.signing.encoding import (
     key_id,
     public_key_bytes,
 )
+from censorwatch.times import parse_time, rfc3339, utcnow
 
 SIGNATURE_FIELD = "x_signature"
 MEASUREMENT_CONTEXT = b"censorwatch/measurement/v1\x00"

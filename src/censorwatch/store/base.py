@@ -1,15 +1,22 @@
-"""The storage contract every backend honours: rows in, filtered rows and aggregates out.
+"""The storage contract every backend honours: typed rows in, filtered rows and aggregates out.
 
-The collector, the ingester and the API speak only to this interface, so a backend (DuckDB
-now, ClickHouse at scale) can be swapped without touching them.
+The collector, the ingester, the events stage and the API speak only to :class:`Store`, so a
+backend (DuckDB now, a column store such as ClickHouse at scale) can be added without touching
+them. The contract asks nothing a column store lacks: no multi-statement transactions, no
+``ON CONFLICT``, no enforced ``PRIMARY KEY`` (docs/collector.md, "The Store interface").
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
+
+import msgspec
+
+from censorwatch.times import rfc3339
 
 #: Columns of the ``measurements`` table, in table order (docs/collector.md documents each).
 COLUMNS: tuple[str, ...] = (
@@ -35,6 +42,10 @@ COLUMNS: tuple[str, ...] = (
     "archive_segment",
     "archive_offset",
 )
+#: Columns the API and export publish (the archive pointers stay internal).
+PUBLIC_COLUMNS: tuple[str, ...] = tuple(
+    c for c in COLUMNS if c not in ("archive_segment", "archive_offset")
+)
 
 #: Axes ``aggregate`` can group by (the OONI aggregation API's names).
 AXES: tuple[str, ...] = (
@@ -48,14 +59,50 @@ AXES: tuple[str, ...] = (
 TIME_GRAINS: tuple[str, ...] = ("hour", "day", "week", "month")
 VERDICTS: tuple[str, ...] = ("ok", "blocked", "down", "unknown")
 SIGNATURE_STATES: tuple[str, ...] = ("verified", "unverified", "invalid")
+EXPORT_FORMATS: tuple[str, ...] = ("csv", "parquet")
 
 Axis = Literal["measurement_start_day", "probe_cc", "probe_asn", "domain", "method", "test_name"]
 Grain = Literal["hour", "day", "week", "month"]
 
+_json_encode = msgspec.json.Encoder().encode
 
-@dataclass(slots=True)
-class MeasurementRow:
-    """One stored measurement: where it came from, where its raw bytes live, and its verdict."""
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else _json_encode(value).decode()
+
+
+def _decode_evidence(text: str | bytes) -> list[str]:
+    """Evidence lines from JSON text; a value that is not a string is kept as its JSON."""
+    value = msgspec.json.decode(text)
+    return [_text(v) for v in value] if isinstance(value, list) else [_text(value)]
+
+
+def _decode_layers(text: str | bytes) -> dict[str, str | None]:
+    """Layer states from JSON text; a state that is not a string is kept as its JSON."""
+    value = msgspec.json.decode(text)
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): v if v is None else _text(v) for k, v in value.items()}
+
+
+class ArchiveLocation(msgspec.Struct, frozen=True):
+    """Where a measurement's raw bytes live: a segment file and the offset of its block.
+
+    Locations order as the archive does (segment names sort, offsets grow), so the greatest
+    location a backend has recorded is its checkpoint.
+    """
+
+    segment: str
+    offset: int
+
+
+class MeasurementRow(msgspec.Struct):
+    """One stored measurement: the facts it is filed under, its verdict, where its bytes live.
+
+    Every value is typed; ``evidence`` and ``layers`` are a list and a mapping, never JSON text
+    (a backend chooses how to keep them; DuckDB keeps JSON text). Their JSON text is accepted
+    on construction too, as a backend or a CSV export gives them back.
+    """
 
     measurement_uid: str
     report_id: str
@@ -72,15 +119,53 @@ class MeasurementRow:
     confidence: float
     confirmed: bool
     fingerprint: str | None
-    evidence: str  # JSON array
-    layers: str  # JSON object
+    evidence: list[str]
+    layers: dict[str, str | None]
     signature: str
     source: str  # "collector" | "ooni"
     archive_segment: str
     archive_offset: int
 
+    def __post_init__(self) -> None:
+        if isinstance(self.evidence, str | bytes):
+            self.evidence = _decode_evidence(self.evidence)
+        if isinstance(self.layers, str | bytes):
+            self.layers = _decode_layers(self.layers)
+
+    @property
+    def location(self) -> ArchiveLocation:
+        return ArchiveLocation(self.archive_segment, self.archive_offset)
+
     def as_tuple(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, f.name) for f in fields(self))
+        """The values in ``COLUMNS`` order, ``evidence`` and ``layers`` as JSON text."""
+        return tuple(
+            _json_encode(v).decode() if name in ("evidence", "layers") else v
+            for name, v in zip(COLUMNS, msgspec.structs.astuple(self), strict=True)
+        )
+
+    def public(self) -> dict[str, Any]:
+        """The published columns as a mapping (``evidence``/``layers`` as JSON text), the shape
+        ``export`` writes and the explorer's templates read."""
+        return dict(zip(PUBLIC_COLUMNS, self.as_tuple(), strict=False))
+
+    def verdict_record(self) -> dict[str, Any]:
+        """The stable verdict record (``censorwatch.model.Verdict.to_record``)."""
+        return {
+            "measurement_uid": self.measurement_uid,
+            "report_id": self.report_id,
+            "input": self.input,
+            "target": self.target,
+            "probe_cc": self.probe_cc,
+            "probe_asn": self.probe_asn,
+            "measurement_start_time": rfc3339(self.measurement_start_time),
+            "verdict": self.verdict,
+            "method": self.method,
+            "confidence": self.confidence,
+            "confirmed": self.confirmed,
+            "fingerprint": self.fingerprint,
+            "evidence": list(self.evidence),
+            "layers": dict(self.layers),
+        }
 
 
 @dataclass(slots=True)
@@ -104,62 +189,114 @@ class Filters:
         return all(getattr(self, f.name) is None for f in fields(self))
 
 
-@dataclass(frozen=True, slots=True)
-class ArchiveLocation:
-    """Where a measurement's raw bytes live: a segment file and the offset of its block."""
+class Store(ABC):
+    """What the collector, the ingester, the events stage and the API need from storage.
 
-    segment: str
-    offset: int
+    A backend implements the abstract methods; the rest are written once here on top of them.
+    Rules every backend keeps (docs/collector.md):
 
+    * **One row per UID, without transactions.** ``add`` never leaves two rows of one UID
+      visible to the reads. A backend may check and insert in one statement (DuckDB), or
+      accept duplicates and collapse them by ``measurement_uid`` in the engine or on read
+      (ClickHouse's ``ReplacingMergeTree``). The pipeline also asks ``existing`` first.
+    * **The checkpoint is a lower bound.** It may be written after the rows, in its own step:
+      a crash between the two only makes the pipeline replay rows it then finds ``existing``.
+    * **Typed rows.** ``MeasurementRow`` in and out; times naive UTC.
+    """
 
-class Store(Protocol):
-    """What the collector, the ingester, the events stage and the API need from storage."""
-
+    # -- writing ---------------------------------------------------------------------------
+    @abstractmethod
     def add(
         self, rows: Sequence[MeasurementRow], checkpoint: ArchiveLocation | None = None
     ) -> list[str]:
-        """Insert rows and move the checkpoint, atomically; existing UIDs are left alone.
+        """Store rows whose UID is not yet stored, then record ``checkpoint`` if given.
 
-        Returns the UIDs that were new.
+        Returns the UIDs that were new. Not atomic across the two steps (see the class).
         """
-        ...
 
+    @abstractmethod
+    def mark_ingested(self, source_key: str, size: int, measurements: int) -> None:
+        """Remember an ingested source file (idempotent)."""
+
+    # -- reading ---------------------------------------------------------------------------
+    @abstractmethod
+    def checkpoint(self) -> ArchiveLocation | None:
+        """The archive position up to which this store is known to be complete."""
+
+    @abstractmethod
     def existing(self, uids: Sequence[str]) -> set[str]:
         """The subset of ``uids`` already stored."""
-        ...
 
-    def location(self, measurement_uid: str) -> ArchiveLocation | None: ...
+    @abstractmethod
+    def row(self, measurement_uid: str) -> MeasurementRow | None:
+        """One stored row, or None."""
 
-    def get(self, measurement_uid: str) -> dict[str, Any] | None:
-        """One stored row (measurement fields and its verdict), or None."""
-        ...
-
-    def query(
+    @abstractmethod
+    def rows(
         self, filters: Filters, *, limit: int, offset: int, order: str = "desc"
-    ) -> list[dict[str, Any]]: ...
+    ) -> list[MeasurementRow]:
+        """A page of matching rows by ``measurement_start_time`` then UID (``asc``/``desc``)."""
 
+    @abstractmethod
+    def scan(self, filters: Filters) -> Iterator[MeasurementRow]:
+        """Every matching row, oldest first (ties by UID), streamed."""
+
+    @abstractmethod
     def count(self, filters: Filters | None = None) -> int: ...
 
+    @abstractmethod
     def aggregate(
         self,
         filters: Filters,
         axis_x: str | None,
         axis_y: str | None,
         time_grain: str = "day",
-    ) -> list[dict[str, Any]]: ...
+    ) -> list[dict[str, Any]]:
+        """One bucket per value of the axes (``AXES``): ``measurement_count``, one
+        ``<verdict>_count`` per verdict, ``anomaly_count``, ``confirmed_count`` and
+        ``method_counts``; a day axis as ``YYYY-MM-DD`` (RFC 3339 for hours)."""
 
-    def iter_verdicts(self, **filters: Any) -> Iterator[dict[str, Any]]:
-        """Verdict records (issue-3 shape) ordered by measurement_start_time."""
-        ...
+    @abstractmethod
+    def export(self, path: str, fmt: str, filters: Filters) -> int:
+        """Write the matching rows' ``PUBLIC_COLUMNS`` to ``path`` as CSV or Parquet."""
 
-    def export(self, path: str, fmt: str, filters: Filters) -> int: ...
-
-    def checkpoint(self) -> ArchiveLocation | None:
-        """The archive position up to which this database is known to be complete."""
-        ...
-
+    @abstractmethod
     def ingested(self, source_key: str) -> bool: ...
 
-    def mark_ingested(self, source_key: str, size: int, measurements: int) -> None: ...
-
+    @abstractmethod
     def close(self) -> None: ...
+
+    # -- written once, on top of the above --------------------------------------------------
+    def location(self, measurement_uid: str) -> ArchiveLocation | None:
+        found = self.row(measurement_uid)
+        return found.location if found is not None else None
+
+    def get(self, measurement_uid: str) -> dict[str, Any] | None:
+        """One stored row as its published mapping (``MeasurementRow.public``), or None."""
+        found = self.row(measurement_uid)
+        return found.public() if found is not None else None
+
+    def query(
+        self, filters: Filters, *, limit: int, offset: int, order: str = "desc"
+    ) -> list[dict[str, Any]]:
+        """``rows`` as published mappings."""
+        return [r.public() for r in self.rows(filters, limit=limit, offset=offset, order=order)]
+
+    def iter_verdicts(self, **filters: Any) -> Iterator[dict[str, Any]]:
+        """Verdict records ordered by measurement_start_time (``Filters`` fields as keywords)."""
+        for found in self.scan(Filters(**filters)):
+            yield found.verdict_record()
+
+    def uids(self) -> list[str]:
+        """Every stored UID (as many times as the reads see it: once)."""
+        return [r.measurement_uid for r in self.scan(Filters())]
+
+    def optimize(self) -> int:
+        """Reorganise storage for faster filtered reads, if the backend can; returns the count."""
+        return self.count()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,12 +1,14 @@
-"""The embedded backend: one DuckDB file, nothing else to install.
+"""The embedded backend: one DuckDB file, nothing else to install (``duckdb:///path``).
 
 Every query is built from the shared filters with bound parameters, and uses SQL that ClickHouse
-also understands (``date_trunc``, ``SUM(CASE ...)``), so the ClickHouse backend can reuse it.
+also understands (``date_trunc``, ``SUM(CASE ...)``). A UID is stored once because ``add``
+looks up the batch's UIDs and inserts only the new ones, under the write lock of the one
+process DuckDB lets write a file (no key, no ``ON CONFLICT``); the checkpoint is written by a
+second statement after the rows, as the ``Store`` contract allows.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -18,17 +20,17 @@ from censorwatch.store import schema
 from censorwatch.store.base import (
     AXES,
     COLUMNS,
+    EXPORT_FORMATS,
+    PUBLIC_COLUMNS,
     TIME_GRAINS,
     VERDICTS,
     ArchiveLocation,
     Filters,
     MeasurementRow,
+    Store,
 )
+from censorwatch.times import rfc3339
 
-#: Columns the API and export publish (the archive pointers stay internal).
-PUBLIC_COLUMNS: tuple[str, ...] = tuple(
-    c for c in COLUMNS if c not in ("archive_segment", "archive_offset")
-)
 _EQUALITY = (
     "report_id",
     "probe_cc",
@@ -40,10 +42,9 @@ _EQUALITY = (
     "method",
     "signature",
 )
-_INSERT = (
-    f"INSERT INTO measurements ({', '.join(COLUMNS)}) "
-    f"SELECT * FROM (SELECT {', '.join(f'unnest(${i + 1})' for i in range(len(COLUMNS)))}) "
-    "ON CONFLICT DO NOTHING RETURNING measurement_uid"
+_ALL = ", ".join(COLUMNS)
+_INSERT = f"INSERT INTO measurements ({_ALL}) SELECT " + ", ".join(
+    f"unnest(${i + 1})" for i in range(len(COLUMNS))
 )
 
 
@@ -78,31 +79,7 @@ def axis_expression(axis: str, time_grain: str) -> str:
     return axis
 
 
-def verdict_record(row: dict[str, Any]) -> dict[str, Any]:
-    """A stored row as the stable verdict record (``censorwatch.model.Verdict.to_record``)."""
-    return {
-        "measurement_uid": row["measurement_uid"],
-        "report_id": row["report_id"],
-        "input": row["input"],
-        "target": row["target"],
-        "probe_cc": row["probe_cc"],
-        "probe_asn": row["probe_asn"],
-        "measurement_start_time": rfc3339_naive(row["measurement_start_time"]),
-        "verdict": row["verdict"],
-        "method": row["method"],
-        "confidence": row["confidence"],
-        "confirmed": row["confirmed"],
-        "fingerprint": row["fingerprint"],
-        "evidence": json.loads(row["evidence"]),
-        "layers": json.loads(row["layers"]),
-    }
-
-
-def rfc3339_naive(value: datetime) -> str:
-    return value.replace(tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class DuckDBStore:
+class DuckDBStore(Store):
     """The ``Store`` on a DuckDB file. Safe to share between threads (one cursor per call)."""
 
     def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
@@ -124,98 +101,111 @@ class DuckDBStore:
     def add(
         self, rows: Sequence[MeasurementRow], checkpoint: ArchiveLocation | None = None
     ) -> list[str]:
-        columns: list[list[Any]] = [[] for _ in COLUMNS]
-        for row in rows:
-            for i, value in enumerate(row.as_tuple()):
-                columns[i].append(value)
+        # The write lock and DuckDB's one-writing-process rule make "look, then insert" exact:
+        # no one else can insert a UID between the two.
         with self._write_lock:
+            known = self.existing([r.measurement_uid for r in rows])
+            columns: list[list[Any]] = [[] for _ in COLUMNS]
+            new: list[str] = []
+            for row in rows:
+                if row.measurement_uid in known:
+                    continue
+                known.add(row.measurement_uid)
+                new.append(row.measurement_uid)
+                for i, value in enumerate(row.as_tuple()):
+                    columns[i].append(value)
             cur = self._con.cursor()
             try:
-                cur.execute("BEGIN TRANSACTION")
-                new: list[str] = []
-                if rows:
+                if new:
                     cur.execute(_INSERT, columns)
-                    new = [r[0] for r in cur.fetchall()]
                 if checkpoint is not None:
                     cur.execute(
                         'UPDATE archive_checkpoint SET segment = ?, "offset" = ? '
                         "WHERE name = 'archive'",
                         [checkpoint.segment, checkpoint.offset],
                     )
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
             finally:
                 cur.close()
         return new
 
     def mark_ingested(self, source_key: str, size: int, measurements: int) -> None:
         with self._write_lock:
-            self._con.cursor().execute(
-                "INSERT INTO ingested_sources VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                [source_key, size, measurements, datetime.now(UTC).replace(tzinfo=None)],
-            )
+            cur = self._con.cursor()
+            try:
+                cur.execute(
+                    "INSERT INTO ingested_sources SELECT ?, ?, ?, ? WHERE NOT EXISTS "
+                    "(SELECT 1 FROM ingested_sources WHERE source_key = ?)",
+                    [
+                        source_key,
+                        size,
+                        measurements,
+                        datetime.now(UTC).replace(tzinfo=None),
+                        source_key,
+                    ],
+                )
+            finally:
+                cur.close()
 
     # -- reading ---------------------------------------------------------------------------
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         cur = self._con.cursor()
         try:
-            cur.execute(sql, list(params))
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+            return cur.execute(sql, list(params)).fetchall()
         finally:
             cur.close()
 
     def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        cur = self._con.cursor()
-        try:
-            row = cur.execute(sql, list(params)).fetchone()
-            return row[0] if row else None
-        finally:
-            cur.close()
+        rows = self._fetch(sql, params)
+        return rows[0][0] if rows else None
 
     def existing(self, uids: Sequence[str]) -> set[str]:
         if not uids:
             return set()
-        cur = self._con.cursor()
-        try:
-            cur.execute(
-                "SELECT measurement_uid FROM measurements "
-                "WHERE measurement_uid IN (SELECT unnest(?))",
-                [list(uids)],
-            )
-            return {r[0] for r in cur.fetchall()}
-        finally:
-            cur.close()
+        found = self._fetch(
+            "SELECT measurement_uid FROM measurements WHERE measurement_uid IN (SELECT unnest(?))",
+            [list(uids)],
+        )
+        return {r[0] for r in found}
 
     def location(self, measurement_uid: str) -> ArchiveLocation | None:
-        rows = self._rows(
+        found = self._fetch(
             "SELECT archive_segment, archive_offset FROM measurements WHERE measurement_uid = ?",
             [measurement_uid],
         )
-        if not rows:
-            return None
-        return ArchiveLocation(rows[0]["archive_segment"], rows[0]["archive_offset"])
+        return ArchiveLocation(found[0][0], found[0][1]) if found else None
 
-    def get(self, measurement_uid: str) -> dict[str, Any] | None:
-        rows = self._rows(
-            f"SELECT {', '.join(PUBLIC_COLUMNS)} FROM measurements WHERE measurement_uid = ?",
-            [measurement_uid],
+    def row(self, measurement_uid: str) -> MeasurementRow | None:
+        found = self._fetch(
+            f"SELECT {_ALL} FROM measurements WHERE measurement_uid = ?", [measurement_uid]
         )
-        return rows[0] if rows else None
+        return MeasurementRow(*found[0]) if found else None
 
-    def query(
+    def rows(
         self, filters: Filters, *, limit: int, offset: int, order: str = "desc"
-    ) -> list[dict[str, Any]]:
+    ) -> list[MeasurementRow]:
         direction = "ASC" if order.lower() == "asc" else "DESC"
         where, params = where_clause(filters)
         sql = (
-            f"SELECT {', '.join(PUBLIC_COLUMNS)} FROM measurements{where} "
+            f"SELECT {_ALL} FROM measurements{where} "
             f"ORDER BY measurement_start_time {direction}, measurement_uid {direction} "
             "LIMIT ? OFFSET ?"
         )
-        return self._rows(sql, [*params, int(limit), int(offset)])
+        return [MeasurementRow(*r) for r in self._fetch(sql, [*params, int(limit), int(offset)])]
+
+    def scan(self, filters: Filters) -> Iterator[MeasurementRow]:
+        where, params = where_clause(filters)
+        cur = self._con.cursor()
+        try:
+            cur.execute(
+                f"SELECT {_ALL} FROM measurements{where} "
+                "ORDER BY measurement_start_time, measurement_uid",
+                params,
+            )
+            while chunk := cur.fetchmany(2048):
+                for r in chunk:
+                    yield MeasurementRow(*r)
+        finally:
+            cur.close()
 
     def count(self, filters: Filters | None = None) -> int:
         where, params = where_clause(filters or Filters())
@@ -275,25 +265,9 @@ class DuckDBStore:
             out.append(bucket)
         return out
 
-    def iter_verdicts(self, **filters: Any) -> Iterator[dict[str, Any]]:
-        where, params = where_clause(Filters(**filters))
-        cur = self._con.cursor()
-        try:
-            cur.execute(
-                f"SELECT {', '.join(PUBLIC_COLUMNS)} FROM measurements{where} "
-                "ORDER BY measurement_start_time, measurement_uid",
-                params,
-            )
-            names = [d[0] for d in cur.description]
-            while chunk := cur.fetchmany(2048):
-                for r in chunk:
-                    yield verdict_record(dict(zip(names, r, strict=True)))
-        finally:
-            cur.close()
-
     def export(self, path: str, fmt: str, filters: Filters) -> int:
         """Write matching rows to ``path`` with DuckDB's COPY; returns the number written."""
-        if fmt not in ("csv", "parquet"):
+        if fmt not in EXPORT_FORMATS:
             raise ValueError("format must be csv or parquet")
         where, params = where_clause(filters)
         target = str(path).replace("'", "''")
@@ -338,12 +312,12 @@ class DuckDBStore:
         return self.count()
 
     def checkpoint(self) -> ArchiveLocation | None:
-        rows = self._rows(
+        found = self._fetch(
             "SELECT segment, \"offset\" FROM archive_checkpoint WHERE name = 'archive'"
         )
-        if not rows or not rows[0]["segment"]:
+        if not found or not found[0][0]:
             return None
-        return ArchiveLocation(rows[0]["segment"], rows[0]["offset"])
+        return ArchiveLocation(found[0][0], found[0][1])
 
     def ingested(self, source_key: str) -> bool:
         return bool(
@@ -351,13 +325,7 @@ class DuckDBStore:
         )
 
     def uids(self) -> list[str]:
-        cur = self._con.cursor()
-        try:
-            return [
-                r[0] for r in cur.execute("SELECT measurement_uid FROM measurements").fetchall()
-            ]
-        finally:
-            cur.close()
+        return [r[0] for r in self._fetch("SELECT measurement_uid FROM measurements")]
 
     def close(self) -> None:
         self._con.close()
@@ -366,6 +334,6 @@ class DuckDBStore:
 def _axis_value(axis: str, value: Any, grain: str) -> Any:
     if axis == "measurement_start_day" and isinstance(value, datetime):
         if grain == "hour":
-            return rfc3339_naive(value)
+            return rfc3339(value)
         return value.strftime("%Y-%m-%d")
     return value

@@ -1,40 +1,69 @@
-"""The schema, in SQL that DuckDB and ClickHouse both read (docs/collector.md explains it).
+"""The tables, described once by column and logical type, and the DuckDB DDL made from them.
 
 One wide table keeps a verdict next to the facts it is grouped by, so the hot aggregation is a
 single scan with no join. Raw measurements stay in the archive; the table only points at them.
+No key is declared: a UID is stored once because the writer checks before it inserts (the
+``Store`` contract, docs/collector.md), which a column store can honour too.
 """
 
 from __future__ import annotations
 
-MEASUREMENTS = """
-CREATE TABLE IF NOT EXISTS measurements (
-    measurement_uid        VARCHAR NOT NULL PRIMARY KEY,
-    report_id              VARCHAR NOT NULL,
-    test_name              VARCHAR NOT NULL,
-    probe_cc               VARCHAR NOT NULL,
-    probe_asn              VARCHAR NOT NULL,
-    input                  VARCHAR,
-    domain                 VARCHAR,
-    target                 VARCHAR,
-    measurement_start_time TIMESTAMP NOT NULL,
-    received_at            TIMESTAMP NOT NULL,
-    verdict                VARCHAR NOT NULL,
-    method                 VARCHAR,
-    confidence             DOUBLE NOT NULL,
-    confirmed              BOOLEAN NOT NULL,
-    fingerprint            VARCHAR,
-    evidence               VARCHAR NOT NULL,
-    layers                 VARCHAR NOT NULL,
-    signature              VARCHAR NOT NULL,
-    source                 VARCHAR NOT NULL,
-    archive_segment        VARCHAR NOT NULL,
-    archive_offset         BIGINT NOT NULL
-)
-"""
+from censorwatch.store.base import COLUMNS
 
+#: The ``measurements`` columns and their logical types; ``?`` marks a nullable column.
+#: ``json`` is a list or a mapping, kept by DuckDB as JSON text (a column store may use
+#: ``Array(String)`` / ``Map(String, Nullable(String))``).
+MEASUREMENT_TYPES: dict[str, str] = {
+    "measurement_uid": "text",
+    "report_id": "text",
+    "test_name": "text",
+    "probe_cc": "text",
+    "probe_asn": "text",
+    "input": "text?",
+    "domain": "text?",
+    "target": "text?",
+    "measurement_start_time": "timestamp",
+    "received_at": "timestamp",
+    "verdict": "text",
+    "method": "text?",
+    "confidence": "float",
+    "confirmed": "bool",
+    "fingerprint": "text?",
+    "evidence": "json",
+    "layers": "json",
+    "signature": "text",
+    "source": "text",
+    "archive_segment": "text",
+    "archive_offset": "int",
+}
+assert tuple(MEASUREMENT_TYPES) == COLUMNS
+
+_DUCKDB_TYPES = {
+    "text": "VARCHAR",
+    "timestamp": "TIMESTAMP",
+    "float": "DOUBLE",
+    "bool": "BOOLEAN",
+    "json": "VARCHAR",
+    "int": "BIGINT",
+}
+
+
+def _duckdb_column(name: str, kind: str) -> str:
+    nullable = kind.endswith("?")
+    sql_type = _DUCKDB_TYPES[kind.rstrip("?")]
+    return f"    {name:<22} {sql_type}{'' if nullable else ' NOT NULL'}"
+
+
+MEASUREMENTS = (
+    "CREATE TABLE IF NOT EXISTS measurements (\n"
+    + ",\n".join(_duckdb_column(n, k) for n, k in MEASUREMENT_TYPES.items())
+    + "\n)"
+)
+
+#: One row, updated in place by one statement after each commit's rows.
 CHECKPOINT = """
 CREATE TABLE IF NOT EXISTS archive_checkpoint (
-    name      VARCHAR NOT NULL PRIMARY KEY,
+    name      VARCHAR NOT NULL,
     segment   VARCHAR NOT NULL,
     "offset"  BIGINT NOT NULL
 )
@@ -42,7 +71,7 @@ CREATE TABLE IF NOT EXISTS archive_checkpoint (
 
 INGESTED = """
 CREATE TABLE IF NOT EXISTS ingested_sources (
-    source_key   VARCHAR NOT NULL PRIMARY KEY,
+    source_key   VARCHAR NOT NULL,
     size         BIGINT NOT NULL,
     measurements BIGINT NOT NULL,
     ingested_at  TIMESTAMP NOT NULL

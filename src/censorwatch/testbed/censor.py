@@ -39,8 +39,14 @@ from censorwatch.testbed.state import TestbedState, write_json
 
 QUEUE_DNS, QUEUE_TLS, QUEUE_HTTP = 1, 2, 3
 DAEMON_METHODS = (
-    "dns-nxdomain", "dns-bogon", "dns-inject", "dns-timeout",
-    "tls-rst", "tls-drop", "http-blockpage", "http-rst",
+    "dns-nxdomain",
+    "dns-bogon",
+    "dns-inject",
+    "dns-timeout",
+    "tls-rst",
+    "tls-drop",
+    "http-blockpage",
+    "http-rst",
 )
 
 BASE_RULES = f"""*filter
@@ -78,16 +84,27 @@ def _rules(plan: TestbedPlan, net: NetworkPlan, active: dict[str, dict[str, Any]
             elif method == "packet-loss":
                 p = spec["loss"]
                 for direction in ("-d", "-s"):
-                    fwd.append(f"-A CW-FWD {direction} {ip}/32 -m statistic --mode random "
-                               f"--probability {p:.6f} -j DROP")
+                    fwd.append(
+                        f"-A CW-FWD {direction} {ip}/32 -m statistic --mode random "
+                        f"--probability {p:.6f} -j DROP"
+                    )
             elif method == "tls-mitm":
                 nat.append(
                     f"-A CW-NAT -p tcp -d {ip}/32 --dport 443 "
                     f"-j DNAT --to-destination {net.censor_wan_ip}:443"
                 )
     return "\n".join(
-        ["*filter", ":CW-FWD - [0:0]", *fwd, "COMMIT", "*nat", ":CW-NAT - [0:0]", *nat,
-         "COMMIT", ""]
+        [
+            "*filter",
+            ":CW-FWD - [0:0]",
+            *fwd,
+            "COMMIT",
+            "*nat",
+            ":CW-NAT - [0:0]",
+            *nat,
+            "COMMIT",
+            "",
+        ]
     )
 
 
@@ -99,17 +116,76 @@ def _traffic_control(plan: TestbedPlan, net: NetworkPlan, active: dict[str, dict
     ns = net.censor_ns
     # htb sorts packets into classes: 1:10 (the target's traffic, shaped by a token bucket
     # below it) and the default 1:1, which leaves at full speed.
-    netns.run(["tc", "qdisc", "add", "dev", "lan", "root", "handle", "1:", "htb", "default",
-               "1"], ns=ns)
+    netns.run(
+        ["tc", "qdisc", "add", "dev", "lan", "root", "handle", "1:", "htb", "default", "1"], ns=ns
+    )
     for classid in ("1:1", "1:10"):
-        netns.run(["tc", "class", "add", "dev", "lan", "parent", "1:", "classid", classid,
-                   "htb", "rate", "10gbit", "burst", "1mb", "cburst", "1mb"], ns=ns)
-    netns.run(["tc", "qdisc", "add", "dev", "lan", "parent", "1:10", "handle", "10:", "tbf",
-               "rate", spec["rate"], "burst", "16kb", "latency", "300ms"], ns=ns)
+        netns.run(
+            [
+                "tc",
+                "class",
+                "add",
+                "dev",
+                "lan",
+                "parent",
+                "1:",
+                "classid",
+                classid,
+                "htb",
+                "rate",
+                "10gbit",
+                "burst",
+                "1mb",
+                "cburst",
+                "1mb",
+            ],
+            ns=ns,
+        )
+    netns.run(
+        [
+            "tc",
+            "qdisc",
+            "add",
+            "dev",
+            "lan",
+            "parent",
+            "1:10",
+            "handle",
+            "10:",
+            "tbf",
+            "rate",
+            spec["rate"],
+            "burst",
+            "16kb",
+            "latency",
+            "300ms",
+        ],
+        ns=ns,
+    )
     for ip in plan.addresses_of(spec["targets"]):
-        netns.run(["tc", "filter", "add", "dev", "lan", "parent", "1:", "protocol", "ip",
-                   "prio", "1", "u32", "match", "ip", "src", f"{ip}/32", "flowid", "1:10"],
-                  ns=ns)
+        netns.run(
+            [
+                "tc",
+                "filter",
+                "add",
+                "dev",
+                "lan",
+                "parent",
+                "1:",
+                "protocol",
+                "ip",
+                "prio",
+                "1",
+                "u32",
+                "match",
+                "ip",
+                "src",
+                f"{ip}/32",
+                "flowid",
+                "1:10",
+            ],
+            ns=ns,
+        )
 
 
 def policy(plan: TestbedPlan, net: NetworkPlan, active: dict[str, dict[str, Any]]) -> dict:
@@ -130,15 +206,23 @@ def reconcile(state: TestbedState, plan: TestbedPlan, asn: str) -> None:
     """Make the network's rules, shaping and daemon policy match its active censorship."""
     net = plan.network(asn)
     active = state.active().get(net.asn, {})
-    netns.run(["iptables-restore", "--noflush"], ns=net.censor_ns,
-              input_text=_rules(plan, net, active))
+    netns.run(
+        ["iptables-restore", "--noflush"], ns=net.censor_ns, input_text=_rules(plan, net, active)
+    )
     _traffic_control(plan, net, active)
     write_json(state.policy_file(net.asn), policy(plan, net, active))
 
 
-def set_censor(state: TestbedState, plan: TestbedPlan, asn: str, method: str,
-               targets: list[str], on: bool, rate: str | None = None,
-               loss: float | None = None) -> dict[str, Any]:
+def set_censor(
+    state: TestbedState,
+    plan: TestbedPlan,
+    asn: str,
+    method: str,
+    targets: list[str],
+    on: bool,
+    rate: str | None = None,
+    loss: float | None = None,
+) -> dict[str, Any]:
     """Switch one method on or off for some targets of one network, right now."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
@@ -159,8 +243,10 @@ def set_censor(state: TestbedState, plan: TestbedPlan, asn: str, method: str,
         current = set(methods.get(method, {}).get("targets", []))
         current = current | set(targets) if on else current - set(targets)
         if current:
-            entry = {"targets": sorted(current), "since": methods.get(method, {}).get(
-                "since", time.time())}
+            entry = {
+                "targets": sorted(current),
+                "since": methods.get(method, {}).get("since", time.time()),
+            }
             if method == "throttle":
                 entry["rate"] = rate or methods.get(method, {}).get("rate")
             if method == "packet-loss":

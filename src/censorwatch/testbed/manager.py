@@ -51,8 +51,7 @@ def _make_pki(state: TestbedState, plan: planmod.TestbedPlan) -> None:
     # The censor's own authority: nobody trusts it, as with a state-issued interception root.
     censor_ca = CertificateAuthority.create("Censor interception root")
     censor_ca.save(state.pki_dir / "censor-ca.pem", state.pki_dir / "censor-ca.key")
-    censor_ca.issue(["blocked.censor.example"], directory=state.pki_dir / "censor",
-                    stem="blocked")
+    censor_ca.issue(["blocked.censor.example"], directory=state.pki_dir / "censor", stem="blocked")
 
 
 def _build_network(plan: planmod.TestbedPlan) -> None:
@@ -89,16 +88,36 @@ def _build_network(plan: planmod.TestbedPlan) -> None:
     down_sites = [h for h in plan.hosts.values() if h.target.down]
     for host in down_sites:
         for address in host.addresses:
-            netns.run(["iptables", "-A", "INPUT", "-p", "tcp", "-d", f"{address}/32",
-                       "-j", "REJECT", "--reject-with", "tcp-reset"], ns=inet)
+            netns.run(
+                [
+                    "iptables",
+                    "-A",
+                    "INPUT",
+                    "-p",
+                    "tcp",
+                    "-d",
+                    f"{address}/32",
+                    "-j",
+                    "REJECT",
+                    "--reject-with",
+                    "tcp-reset",
+                ],
+                ns=inet,
+            )
 
 
 def _spawn(state: TestbedState, ns: str | None, name: str, args: list[str]) -> int:
     state.logs.mkdir(parents=True, exist_ok=True)
     log = open(state.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
     cmd = ["ip", "netns", "exec", ns, *args] if ns else args
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        cmd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     log.close()
     return proc.pid
 
@@ -110,11 +129,24 @@ def _python(module: str, *args: str) -> list[str]:
 def _control_command(state: TestbedState) -> list[str]:
     sites = state.pki_dir / "sites"
     return _python(
-        "censorwatch", "control", "serve",
-        "--host", planmod.CONTROL, "--port", "443",
-        "--certfile", str(sites / "control.pem"), "--keyfile", str(sites / "control.key"),
-        "--resolver", f"{planmod.PUBLIC_RESOLVER}:53", "--ca", str(state.ca_file),
-        "--asn-db", str(state.address_plan_file), "--testbed",
+        "censorwatch",
+        "control",
+        "serve",
+        "--host",
+        planmod.CONTROL,
+        "--port",
+        "443",
+        "--certfile",
+        str(sites / "control.pem"),
+        "--keyfile",
+        str(sites / "control.key"),
+        "--resolver",
+        f"{planmod.PUBLIC_RESOLVER}:53",
+        "--ca",
+        str(state.ca_file),
+        "--asn-db",
+        str(state.address_plan_file),
+        "--testbed",
     )
 
 
@@ -136,12 +168,14 @@ def _wait_for(state: TestbedState, checks: list[tuple[str, str, int]]) -> None:
     for ns, address, port in checks:
         by_ns.setdefault(ns, []).append(f"{address}:{port}")
     for ns, specs in by_ns.items():
-        proc = netns.run([sys.executable, "-c", script, str(READY_TIMEOUT), *specs], ns=ns,
-                         check=False, timeout=READY_TIMEOUT + 10)
+        proc = netns.run(
+            [sys.executable, "-c", script, str(READY_TIMEOUT), *specs],
+            ns=ns,
+            check=False,
+            timeout=READY_TIMEOUT + 10,
+        )
         if proc.returncode != 0:
-            raise TestbedError(
-                f"testbed services did not start in {ns}: {proc.stderr.strip()}"
-            )
+            raise TestbedError(f"testbed services did not start in {ns}: {proc.stderr.strip()}")
 
 
 def up(scenario_spec: str, tb_id: str, *, replace: bool = False) -> TestbedState:
@@ -169,8 +203,12 @@ def up(scenario_spec: str, tb_id: str, *, replace: bool = False) -> TestbedState
 
         shipped = resources.files("censorwatch.testbed") / "scenarios" / f"{scenario_spec}.toml"
         state.scenario_file.write_text(shipped.read_text(encoding="utf-8"))
-    info: dict[str, Any] = {"id": tb_id, "scenario": scenario.name,
-                            "scenario_source": scenario.source, "pids": {}}
+    info: dict[str, Any] = {
+        "id": tb_id,
+        "scenario": scenario.name,
+        "scenario_source": scenario.source,
+        "pids": {},
+    }
     state.write_info(info)
     try:
         _make_pki(state, plan)
@@ -179,20 +217,31 @@ def up(scenario_spec: str, tb_id: str, *, replace: bool = False) -> TestbedState
         for net in plan.networks:
             write_json(state.policy_file(net.asn), censor.policy(plan, net, {}))
         pids = info["pids"]
-        pids["internet"] = _spawn(state, plan.internet_ns, "internet",
-                                  _python("censorwatch.testbed.services.internet",
-                                          str(state.folder)))
+        pids["internet"] = _spawn(
+            state,
+            plan.internet_ns,
+            "internet",
+            _python("censorwatch.testbed.services.internet", str(state.folder)),
+        )
         pids["control"] = _spawn(state, plan.internet_ns, "control", _control_command(state))
         for net in plan.networks:
             pids[f"censor-{net.asn}"] = _spawn(
-                state, net.censor_ns, f"censor-{net.asn}",
-                _python("censorwatch.testbed.services.censord", str(state.folder), net.asn))
+                state,
+                net.censor_ns,
+                f"censor-{net.asn}",
+                _python("censorwatch.testbed.services.censord", str(state.folder), net.asn),
+            )
         state.write_info(info)
-        checks = [(plan.internet_ns, planmod.CONTROL, 443),
-                  (plan.internet_ns, planmod.DOH_RESOLVER, 443)]
+        checks = [
+            (plan.internet_ns, planmod.CONTROL, 443),
+            (plan.internet_ns, planmod.DOH_RESOLVER, 443),
+        ]
         down_addresses = {a for h in plan.hosts.values() if h.target.down for a in h.addresses}
-        checks += [(plan.internet_ns, a, 443) for a in plan.service_addresses()[4:]
-                   if a not in down_addresses]
+        checks += [
+            (plan.internet_ns, a, 443)
+            for a in plan.service_addresses()[4:]
+            if a not in down_addresses
+        ]
         checks += [(net.censor_ns, net.censor_wan_ip, 443) for net in plan.networks]
         _wait_for(state, checks)
         info["started_at"] = time.time()
@@ -200,12 +249,16 @@ def up(scenario_spec: str, tb_id: str, *, replace: bool = False) -> TestbedState
         # Censorship scheduled from the start is in force before `up` returns.
         for c in scenario.censors:
             if c.start == 0:
-                censor.set_censor(state, plan, c.network, c.method, list(c.targets), True,
-                                  c.rate, c.loss)
+                censor.set_censor(
+                    state, plan, c.network, c.method, list(c.targets), True, c.rate, c.loss
+                )
         if any(c.start > 0 or c.end is not None for c in scenario.censors):
             info["pids"]["scheduler"] = _spawn(
-                state, None, "scheduler",
-                _python("censorwatch.testbed.scheduler", str(state.folder)))
+                state,
+                None,
+                "scheduler",
+                _python("censorwatch.testbed.scheduler", str(state.folder)),
+            )
             state.write_info(info)
     except BaseException as exc:
         tails = _log_tails(state)
@@ -269,8 +322,15 @@ def require(tb_id: str) -> TestbedState:
     return state
 
 
-def set_method(tb_id: str, network: str, method: str, targets: list[str], on: bool,
-               rate: str | None = None, loss: str | None = None) -> dict:
+def set_method(
+    tb_id: str,
+    network: str,
+    method: str,
+    targets: list[str],
+    on: bool,
+    rate: str | None = None,
+    loss: str | None = None,
+) -> dict:
     state = require(tb_id)
     plan = state.plan()
     hosts = [scenariomod.normalise_host(t) for t in targets]
@@ -292,25 +352,41 @@ def status(tb_id: str) -> dict[str, Any]:
     active = state.active()
     networks = []
     for net in plan.networks:
-        networks.append({
-            "asn": net.asn, "cc": net.network.cc, "name": net.network.name,
-            "probe_namespace": net.probe_ns, "probe_ip": net.probe_ip,
-            "resolver": net.censor_lan_ip,
-            "active": active.get(net.asn, {}),
-        })
+        networks.append(
+            {
+                "asn": net.asn,
+                "cc": net.network.cc,
+                "name": net.network.name,
+                "probe_namespace": net.probe_ns,
+                "probe_ip": net.probe_ip,
+                "resolver": net.censor_lan_ip,
+                "active": active.get(net.asn, {}),
+            }
+        )
     upcoming = []
     for c in plan.scenario.censors:
         for when, on in ((c.start, True), (c.end, False)):
             if when is not None and elapsed is not None and when > elapsed:
-                upcoming.append({"at": when, "in": round(when - elapsed, 1),
-                                 "network": c.network, "method": c.method, "on": on,
-                                 "targets": list(c.targets)})
+                upcoming.append(
+                    {
+                        "at": when,
+                        "in": round(when - elapsed, 1),
+                        "network": c.network,
+                        "method": c.method,
+                        "on": on,
+                        "targets": list(c.targets),
+                    }
+                )
     processes = {name: netns._exists(pid) for name, pid in info.get("pids", {}).items()}
     return {
-        "id": tb_id, "scenario": info.get("scenario"), "state_dir": str(state.folder),
+        "id": tb_id,
+        "scenario": info.get("scenario"),
+        "state_dir": str(state.folder),
         "elapsed_seconds": round(elapsed, 1) if elapsed is not None else None,
-        "networks": networks, "upcoming": sorted(upcoming, key=lambda u: u["at"]),
-        "processes": processes, "hosts": {h: p.addresses for h, p in plan.hosts.items()},
+        "networks": networks,
+        "upcoming": sorted(upcoming, key=lambda u: u["at"]),
+        "processes": processes,
+        "hosts": {h: p.addresses for h, p in plan.hosts.items()},
     }
 
 
@@ -332,8 +408,7 @@ def probe_environment(tb_id: str, network: str) -> tuple[str, dict[str, str]]:
         "CENSORWATCH_PROBE_CC": net.network.cc,
         "CENSORWATCH_PROBE_NETWORK_NAME": net.network.name or net.asn,
         "CENSORWATCH_ASN_DB": str(state.address_plan_file),
-        "CENSORWATCH_REFERENCE_URL":
-            f"https://{planmod.REFERENCE_HOST}{planmod.THROUGHPUT_PATH}",
+        "CENSORWATCH_REFERENCE_URL": f"https://{planmod.REFERENCE_HOST}{planmod.THROUGHPUT_PATH}",
     }
     return net.probe_ns, env
 
@@ -346,4 +421,3 @@ def exec_argv(tb_id: str, network: str, command: list[str]) -> tuple[list[str], 
     if bin_dir not in path.split(os.pathsep):
         path = os.pathsep.join([bin_dir, path]) if path else bin_dir
     return ["ip", "netns", "exec", ns, *command], {**os.environ, **env, "PATH": path}
-

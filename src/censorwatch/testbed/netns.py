@@ -15,8 +15,14 @@ class CommandError(RuntimeError):
     """A system command failed; the message carries the command and what it printed."""
 
 
-def run(args: Sequence[str], *, ns: str | None = None, check: bool = True,
-        input_text: str | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
+def run(
+    args: Sequence[str],
+    *,
+    ns: str | None = None,
+    check: bool = True,
+    input_text: str | None = None,
+    timeout: float = 30,
+) -> subprocess.CompletedProcess:
     cmd = ["ip", "netns", "exec", ns, *args] if ns else list(args)
     proc = subprocess.run(
         cmd, capture_output=True, text=True, input=input_text, timeout=timeout, check=False
@@ -44,14 +50,28 @@ def enable_forwarding(name: str) -> None:
 
 def veth(ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
     """A cable between two namespaces; both ends are created directly where they belong."""
-    run(["ip", "link", "add", if_a, "netns", ns_a, "type", "veth", "peer", "name", if_b,
-         "netns", ns_b])
+    run(
+        [
+            "ip",
+            "link",
+            "add",
+            if_a,
+            "netns",
+            ns_a,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            if_b,
+            "netns",
+            ns_b,
+        ]
+    )
     for ns, ifname in ((ns_a, if_a), (ns_b, if_b)):
         run(["ip", "link", "set", ifname, "up"], ns=ns)
         run(["sysctl", "-q", "-w", f"net.ipv4.conf.{ifname}.rp_filter=0"], ns=ns)
         # No IPv6 link-local chatter: the testbed is IPv4 only.
-        run(["sysctl", "-q", "-w", f"net.ipv6.conf.{ifname}.disable_ipv6=1"], ns=ns,
-            check=False)
+        run(["sysctl", "-q", "-w", f"net.ipv6.conf.{ifname}.disable_ipv6=1"], ns=ns, check=False)
 
 
 def address(ns: str, ifname: str, cidr: str) -> None:

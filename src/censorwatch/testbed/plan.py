@@ -135,7 +135,10 @@ class TestbedPlan:
                 )
         return {
             "public_prefixes": [
-                "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "198.18.0.0/15",
+                "192.0.2.0/24",
+                "198.51.100.0/24",
+                "203.0.113.0/24",
+                "198.18.0.0/15",
             ],
             "networks": networks,
         }
@@ -160,9 +163,7 @@ def build(scenario: Scenario, testbed_id: str) -> TestbedPlan:
     group_addresses: dict[str, list[str]] = {}
 
     def take(prefix: str, count: int) -> list[str]:
-        pool = pools.setdefault(
-            prefix, [str(a) for a in ipaddress.ip_network(prefix).hosts()][9:]
-        )
+        pool = pools.setdefault(prefix, [str(a) for a in ipaddress.ip_network(prefix).hosts()][9:])
         if len(pool) < count:
             raise ValueError(f"the testbed ran out of addresses in {prefix}")
         return [pool.pop(0) for _ in range(count)]

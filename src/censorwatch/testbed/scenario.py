@@ -198,9 +198,7 @@ def parse(data: dict, source: str = "<scenario>") -> Scenario:
             raise ScenarioError(f"{where}: network {network} is not declared in [[network]]")
         method = str(_require(raw, "method", where))
         if method not in METHODS:
-            raise ScenarioError(
-                f"{where}: unknown method {method!r}; known: {', '.join(METHODS)}"
-            )
+            raise ScenarioError(f"{where}: unknown method {method!r}; known: {', '.join(METHODS)}")
         hosts = tuple(normalise_host(str(h)) for h in _require(raw, "targets", where))
         if not hosts:
             raise ScenarioError(f"{where}: targets is empty")

@@ -1,6 +1,6 @@
 """Switches censors on and off at the times the scenario gives, counted from ``testbed up``.
 
-    python -m censorwatch.testbed.scheduler STATE_DIR
+python -m censorwatch.testbed.scheduler STATE_DIR
 """
 
 from __future__ import annotations
@@ -41,8 +41,14 @@ def run(state: TestbedState) -> None:
         if not state.exists():
             return  # the testbed went down under us
         censor.set_censor(state, plan, network, method, list(targets), on, rate, loss)
-        log.info("t=%.1fs %s %s %s on %s", time.time() - started, "on" if on else "off",
-                 method, ",".join(targets), network)
+        log.info(
+            "t=%.1fs %s %s %s on %s",
+            time.time() - started,
+            "on" if on else "off",
+            method,
+            ",".join(targets),
+            network,
+        )
 
 
 def main(argv: list[str]) -> None:

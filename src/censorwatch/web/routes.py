@@ -19,10 +19,10 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from censorwatch.api.params import parse_asn, parse_when
 from censorwatch.events.platforms import Platform, load_platforms
 from censorwatch.model import METHODS, Event
 from censorwatch.store.base import VERDICTS, Filters
+from censorwatch.store.filters import FilterError, parse_asn, parse_filters
 from censorwatch.web import steps as steps_mod
 from censorwatch.web import views
 
@@ -236,27 +236,9 @@ def event_page(request: Request, event_id: str) -> HTMLResponse:
 def _form_filters(params: dict[str, str]) -> tuple[Filters, str | None]:
     """The list's filters from the query string; a bad value yields an error to show."""
     try:
-        cc = params.get("probe_cc", "").strip()
-        if cc and not (len(cc) == 2 and cc.isalpha()):
-            raise HTTPException(400, "probe_cc must be a two-letter country code")
-        verdict = params.get("verdict") or None
-        if verdict is not None and verdict not in VERDICTS:
-            raise HTTPException(400, "verdict must be one of " + ", ".join(VERDICTS))
-        domain = params.get("domain", "").strip().lower().rstrip(".")
-        return (
-            Filters(
-                probe_cc=cc.upper() or None,
-                probe_asn=parse_asn(params.get("probe_asn", "").strip() or None),
-                domain=domain[:255] or None,
-                verdict=verdict,
-                method=(params.get("method") or "").strip()[:64] or None,
-                since=parse_when(params.get("since", "").strip() or None, "since"),
-                until=parse_when(params.get("until", "").strip() or None, "until"),
-            ),
-            None,
-        )
-    except HTTPException as exc:
-        return Filters(), str(exc.detail)
+        return parse_filters({k: params.get(k) for k in FORM_FIELDS}), None
+    except FilterError as exc:
+        return Filters(), str(exc)
 
 
 FORM_FIELDS = ("probe_cc", "probe_asn", "domain", "verdict", "method", "since", "until")
@@ -332,7 +314,7 @@ def network(request: Request, asn: str) -> HTMLResponse:
     store = request.app.state.store
     try:
         asn = parse_asn(asn) or ""
-    except HTTPException:
+    except FilterError:
         return not_found(f"network {asn}")
     newest = _newest(store, Filters(probe_asn=asn))
     if newest is None:

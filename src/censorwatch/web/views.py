@@ -11,27 +11,27 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from markupsafe import Markup, escape
-
 from censorwatch.events.platforms import Platform, host_of, platforms_of
+from censorwatch.events.timeline import MIN_MARK as MIN_MARK
+from censorwatch.events.timeline import SEVERITY as SEVERITY
+from censorwatch.events.timeline import Band as Band
+from censorwatch.events.timeline import Dot
+from censorwatch.events.timeline import Row as Row
+from censorwatch.events.timeline import bracket_bands as bracket_bands
+from censorwatch.events.timeline import dot as dot
+from censorwatch.events.timeline import timeline_svg as timeline_svg
 from censorwatch.model import Event
+from censorwatch.times import naive_utc, parse_time
 
 T = TypeVar("T")
-
-#: Most severe first: a cell or a row takes the colour of its worst verdict.
-SEVERITY: tuple[str, ...] = ("blocked", "down", "unknown", "ok")
 
 
 def parse_rfc3339(value: str | datetime) -> datetime:
     """A stored time (``2024-02-17T20:00:10Z`` or a naive UTC datetime) as naive UTC."""
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
-    text = value.strip().replace("Z", "+00:00")
-    parsed = datetime.fromisoformat(text)
-    return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
+    return naive_utc(value if isinstance(value, datetime) else parse_time(value))
 
 
 def show_time(value: str | datetime | None, *, seconds: bool = True) -> str:
@@ -285,185 +285,9 @@ def _blocked_in(cells: dict[tuple[str, str], dict[str, Cell]], column: str) -> i
     return sum(1 for row in cells.values() if column in row and row[column].blocked)
 
 
-# -- timelines (inline SVG) ----------------------------------------------------------------------
-
-
-@dataclass
-class Row:
-    """One line of a timeline: a label, where it links, and its measurements."""
-
-    label: str
-    href: str | None
-    dots: list[tuple[datetime, str, str, str]]  # (when, verdict, measurement_uid, tooltip)
-
-
-@dataclass
-class Band:
-    """A shaded stretch: an onset or end bracket, across all rows or on one (``row``)."""
-
-    start: datetime
-    end: datetime
-    css: str
-    title: str
-    row: int | None = None
-
-
-def bracket_bands(event: Event, row: int | None = None) -> list[Band]:
-    """An event's onset bracket, and its end bracket once it has ended."""
-    where = f" on {event.asns[0]}" if row is not None and event.scope == "network" else ""
-    bands = [
-        Band(
-            parse_rfc3339(event.onset.after or event.onset.before),
-            parse_rfc3339(event.onset.before),
-            "onset",
-            f"onset{where}: after {event.onset.after or 'the first measurement'}, "
-            f"no later than {event.onset.before}",
-            row,
-        )
-    ]
-    if event.end is not None:
-        bands.append(
-            Band(
-                parse_rfc3339(event.end.after),
-                parse_rfc3339(event.end.before),
-                "end",
-                f"end{where}: after {event.end.after}, no later than {event.end.before}",
-                row,
-            )
-        )
-    return bands
-
-
-def _ticks(start: datetime, end: datetime, count: int = 6) -> list[datetime]:
-    span = (end - start) / count
-    return [start + span * i for i in range(count + 1)]
-
-
-def timeline_svg(
-    rows: list[Row],
-    start: datetime,
-    end: datetime,
-    *,
-    bands: Iterable[Band] = (),
-    link: str = "/explorer/measurements/",
-    width: int = 960,
-) -> Markup:
-    """Per row, one mark per measurement coloured by verdict over ``start``..``end``.
-
-    Every text is escaped here; each mark links to its measurement and names it in a tooltip.
-    """
-    label_w, row_h, top, bottom = 150, 24, 10, 34
-    plot_w = width - label_w - 10
-    height = top + row_h * max(len(rows), 1) + bottom
-    if end <= start:
-        end = start + timedelta(hours=1)
-    total = (end - start).total_seconds()
-
-    def x(when: datetime) -> float:
-        frac = (when - start).total_seconds() / total
-        return label_w + max(0.0, min(1.0, frac)) * plot_w
-
-    binned = [_bin(r.dots, x, MIN_MARK) for r in rows]
-    counts = [len(b) for b in binned] or [0]
-    mark_w = max(MIN_MARK, min(10.0, plot_w / max(max(counts), 1) * 0.8))
-    out: list[str] = [
-        f'<svg class="timeline" viewBox="0 0 {width} {height}" width="100%" '
-        f'role="img" aria-label="timeline of measurements by verdict" '
-        f'xmlns="http://www.w3.org/2000/svg">'
-    ]
-    for band in bands:
-        x0, x1 = x(band.start), x(band.end)
-        if band.row is None:
-            y0, h = top - 4, row_h * len(rows) + 8
-        else:
-            y0, h = top + band.row * row_h + 1, row_h - 2
-        out.append(
-            f'<rect class="band {escape(band.css)}" x="{x0:.1f}" y="{y0}" '
-            f'width="{max(x1 - x0, 2):.1f}" height="{h}">'
-            f"<title>{escape(band.title)}</title></rect>"
-        )
-    for i, (row, dots) in enumerate(zip(rows, binned, strict=True)):
-        y = top + i * row_h
-        out.append(
-            f'<line class="row-rule" x1="{label_w}" x2="{width - 10}" '
-            f'y1="{y + row_h / 2}" y2="{y + row_h / 2}"/>'
-        )
-        short = row.label if len(row.label) <= 22 else row.label[:21] + "…"
-        text = (
-            f'<text class="row-label" x="{label_w - 8}" y="{y + row_h / 2 + 4}">'
-            f"<title>{escape(row.label)}</title>{escape(short)}</text>"
-        )
-        if row.href:
-            text = f'<a href="{escape(row.href)}">{text}</a>'
-        out.append(text)
-        for when, verdict, uid, tip in dots:
-            css = verdict if verdict in SEVERITY else "unknown"
-            out.append(
-                f'<a href="{escape(link + uid)}"><rect class="mark v-{css}" '
-                f'x="{x(when) - mark_w / 2:.1f}" y="{y + 4}" width="{mark_w:.1f}" '
-                f'height="{row_h - 8}"><title>{escape(tip)}</title></rect></a>'
-            )
-    axis_y = top + row_h * max(len(rows), 1) + 4
-    out.append(f'<line class="axis" x1="{label_w}" x2="{width - 10}" y1="{axis_y}" y2="{axis_y}"/>')
-    fmt = "%m-%d %H:%M" if total <= 3 * 86400 else "%Y-%m-%d"
-    ticks = _ticks(start, end)
-    for i, tick in enumerate(ticks):
-        tx = x(tick)
-        anchor = "start" if i == 0 else "end" if i == len(ticks) - 1 else "middle"
-        out.append(
-            f'<line class="tick" x1="{tx:.1f}" x2="{tx:.1f}" y1="{axis_y}" y2="{axis_y + 4}"/>'
-            f'<text class="tick-label" x="{tx:.1f}" y="{axis_y + 16}" text-anchor="{anchor}">'
-            f"{escape(tick.strftime(fmt))}</text>"
-        )
-    out.append("</svg>")
-    return Markup("".join(out))
-
-
-#: Narrowest mark (px); measurements closer than this share one mark.
-MIN_MARK = 2.0
-
-
-def _bin(
-    dots: list[tuple[datetime, str, str, str]], x: Callable[[datetime], float], width: float
-) -> list[tuple[datetime, str, str, str]]:
-    """One mark per ``width`` pixels: the most severe measurement there stands for the others,
-    and its tooltip counts them, so a long history stays a small page."""
-    groups: list[list[tuple[datetime, str, str, str]]] = []
-    first_x = 0.0
-    for d in sorted(dots, key=lambda d: d[0]):
-        here = x(d[0])
-        if groups and here - first_x < width:
-            groups[-1].append(d)
-        else:
-            groups.append([d])
-            first_x = here
-    if len(groups) == len(dots):
-        return dots
-    out = []
-    for group in groups:
-        if len(group) == 1:
-            out.append(group[0])
-            continue
-        rank = {v: i for i, v in enumerate(SEVERITY)}
-        worst = min(group, key=lambda d: (rank.get(d[1], 2), d[0]))
-        tally = ", ".join(
-            f"{sum(d[1] == v for d in group)} {v}"
-            for v in SEVERITY
-            if any(d[1] == v for d in group)
-        )
-        span = f"{show_time(group[0][0])} – {show_time(group[-1][0])}"
-        out.append((worst[0], worst[1], worst[2], f"{len(group)} measurements {span}: {tally}"))
-    return out
-
-
-def dot(v: dict[str, Any]) -> tuple[datetime, str, str, str]:
-    """A verdict record as a timeline mark with a readable tooltip."""
-    what = v["verdict"] + (f" ({v['method']})" if v.get("method") else "")
-    when = v["measurement_start_time"]
-    # Stored times are already RFC 3339 UTC ("…T…Z"): reword them without a strftime per mark.
-    shown = when.replace("T", " ").replace("Z", " UTC") if when.endswith("Z") else show_time(when)
-    tip = f"{shown} {host(v) or ''}: {what}"
-    return parse_rfc3339(when), v["verdict"], v["measurement_uid"], tip
+# -- timelines ---------------------------------------------------------------------------------
+# Drawn by ``censorwatch.events.timeline``, the renderer the evidence report shares; its names
+# are re-exported here for the routes.
 
 
 # -- network history ---------------------------------------------------------------------------
@@ -476,7 +300,7 @@ class TargetHistory:
     latest: dict[str, Any]
     last_blocked: dict[str, Any] | None
     methods: list[str]
-    dots: list[tuple[datetime, str, str, str]]
+    dots: list[Dot]
 
 
 def network_history(verdicts: Iterable[dict[str, Any]]) -> list[TargetHistory]:

@@ -39,11 +39,12 @@ def analyze(
     asn_db: Path | None = typer.Option(None, "--asn-db", help=ASN_DB_HELP),
 ) -> None:
     """Say for each measurement: ok, blocked (and how), down, or unknown, with the evidence."""
+    import gc
+
     import msgspec
 
-    from censorwatch.analysis.core import analyze as analyze_one
+    from censorwatch.analysis.core import analyze_files
     from censorwatch.netinfo import address_plan
-    from censorwatch.observations.reader import iter_measurements
 
     fps = _load_fingerprints(fingerprints)
     try:
@@ -52,25 +53,27 @@ def analyze(
         typer.echo(f"error: cannot read the ASN database: {exc}", err=True)
         raise typer.Exit(2) from None
 
-    encoder = msgspec.json.Encoder()
+    # What is loaded now (modules, fingerprints) lives as long as the process: keep it out of
+    # the garbage collector's generations, which then scan only one measurement's objects.
+    gc.freeze()
+    encode = msgspec.json.Encoder().encode
+    write = sys.stdout.buffer.write
     out = sys.stdout.buffer
     verdicts = []
     read = errors = 0
     testbeds: dict[str, int] = {}
-    for item in iter_measurements(paths):
-        if item.measurement is None:
+    for source, result, problem in analyze_files(paths, fps, plan):
+        if result is None:
             errors += 1
-            typer.echo(f"{item.source}: {item.error}", err=True)
+            typer.echo(f"{source}: {problem}", err=True)
             continue
         read += 1
-        testbed = _testbed_of(item.measurement)
-        if testbed is not None:
-            testbeds[testbed] = testbeds.get(testbed, 0) + 1
-        verdict = analyze_one(item.measurement, fingerprints=fps, plan=plan)
+        if result.testbed is not None:
+            testbeds[result.testbed] = testbeds.get(result.testbed, 0) + 1
         if json_out:
-            out.write(encoder.encode(verdict.to_record()) + b"\n")
+            write(encode(result.verdict) + b"\n")
         else:
-            verdicts.append(verdict)
+            verdicts.append(result.verdict)
     if json_out:
         out.flush()
     else:
@@ -107,13 +110,6 @@ _TESTBED_WITHOUT_PLAN = (
     "{running} while it runs, or the "
     "address-plan.json that `censorwatch demo` keeps next to its measurements."
 )
-
-
-def _testbed_of(measurement: object) -> str | None:
-    """The testbed id a measurement was made in (its ``x_testbed`` annotation), if any."""
-    annotations = measurement.get("annotations") if isinstance(measurement, dict) else None
-    testbed = annotations.get("x_testbed") if isinstance(annotations, dict) else None
-    return testbed if isinstance(testbed, str) and testbed else None
 
 
 @fingerprints_app.command("match")

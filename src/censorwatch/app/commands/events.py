@@ -2,45 +2,30 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from censorwatch.events.platforms import Platform
 from censorwatch.model import Event
 
-
-def _lines(path: Path) -> Iterator[str]:
-    if str(path) == "-":
-        yield from sys.stdin
-    elif path.suffix == ".gz":
-        with gzip.open(path, "rt", encoding="utf-8") as fh:
-            yield from fh
-    else:
-        with path.open(encoding="utf-8") as fh:
-            yield from fh
+if TYPE_CHECKING:  # the events package loads only when the command runs (`censorwatch` starts)
+    from censorwatch.events.platforms import Platform
 
 
 def read_verdicts(paths: list[Path], errors: list[str]) -> Iterator[dict[str, Any]]:
-    """Verdict records from JSONL files (``.gz`` too; ``-`` is standard input)."""
-    for path in paths:
-        for n, line in enumerate(_lines(path), 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                errors.append(f"{path}:{n}: not JSON ({exc.msg})")
-                continue
-            if isinstance(record, dict):
-                yield record
-            else:
-                errors.append(f"{path}:{n}: not a JSON object")
+    """Verdict records from JSON/JSONL files or trees (``.gz`` too; ``-`` is standard input);
+    each unreadable file or line is added to ``errors`` as ``source: reason``."""
+    from censorwatch.observations.reader import iter_json_objects
+
+    for item in iter_json_objects(paths, what="verdict"):
+        if item.ok and item.record is not None:
+            yield item.record
+        else:
+            errors.append(f"{item.source}: {item.error}")
 
 
 def _bracket(after: str | None, before: str) -> str:
@@ -175,9 +160,12 @@ def events(
     tracker = EventTracker(platforms=platforms, state_path=state)
     errors: list[str] = []
     if db:
-        from censorwatch.store import open_store
+        from censorwatch.store import StoreNotFoundError, UnsupportedStoreError, open_store
 
-        store = open_store(db, read_only=True)
+        try:
+            store = open_store(db, read_only=True)
+        except (StoreNotFoundError, UnsupportedStoreError) as exc:
+            raise typer.BadParameter(str(exc), param_hint="--db") from None
         try:
             changes = tracker.update(store.iter_verdicts())
         finally:
@@ -185,6 +173,8 @@ def events(
     else:
         changes = tracker.update(read_verdicts(verdicts or [], errors))
     tracker.save()
+    if errors:
+        typer.echo(f"{len(errors)} input(s) not JSON objects or not readable:", err=True)
     for err in errors[:20]:
         typer.echo(f"skipped {err}", err=True)
     if len(errors) > 20:

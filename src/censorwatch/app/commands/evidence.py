@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from censorwatch.app.settings import DEFAULT_DB, LOG_DIR_NAME
+
+if TYPE_CHECKING:
+    from censorwatch.store.base import Filters
 
 keys_app = typer.Typer(help="Probe signing keys (Ed25519). A key names a device, never a person.")
 evidence_app = typer.Typer(
@@ -76,68 +79,21 @@ def keys_show(
 # -- measurement sources ---------------------------------------------------------------------------
 
 
-def _read_json_file(path: Path) -> Iterator[dict[str, Any]]:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        if path.name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
-            for line in fh:
-                if line.strip():
-                    value = json.loads(line)
-                    if isinstance(value, dict):
-                        yield value
-            return
-        value = json.load(fh)
-    for item in value if isinstance(value, list) else [value]:
-        if isinstance(item, dict):
-            yield item
+def _read_objects(paths: list[Path], what: str) -> Iterator[dict[str, Any]]:
+    """The JSON objects of files or trees (``observations.reader``); an unreadable file or
+    line is named on stderr and skipped."""
+    from censorwatch.observations.reader import iter_json_objects
+
+    for item in iter_json_objects(paths, what=what):
+        if item.ok and item.record is not None:
+            yield item.record
+        else:
+            typer.echo(f"skipped {item.source}: {item.error}", err=True)
 
 
 def iter_measurement_files(paths: list[Path]) -> Iterator[dict[str, Any]]:
     """Measurements from JSON, JSON-list, JSONL(.gz) files, or directories of them."""
-    suffixes = (".json", ".jsonl", ".jsonl.gz", ".ndjson", ".json.gz")
-    for path in paths:
-        files = (
-            sorted(p for p in path.rglob("*") if p.name.endswith(suffixes))
-            if (path.is_dir())
-            else [path]
-        )
-        for file in files:
-            yield from _read_json_file(file)
-
-
-def _host(value: Any) -> str | None:
-    from urllib.parse import urlsplit
-
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        host = urlsplit(value if "://" in value else f"//{value}").hostname
-    except ValueError:
-        return None
-    return host.lower() if host else None
-
-
-def _matches(m: dict[str, Any], filters: dict[str, Any]) -> bool:
-    from censorwatch.model import parse_time
-
-    if filters["cc"] and str(m.get("probe_cc", "")).upper() != filters["cc"]:
-        return False
-    if filters["asn"] and str(m.get("probe_asn", "")).upper() != filters["asn"]:
-        return False
-    if filters["input"] and filters["input"] != m.get("input"):
-        return False
-    if filters["domain"] and filters["domain"] != _host(m.get("input")):
-        return False
-    if filters["since"] or filters["until"]:
-        try:
-            t = parse_time(str(m.get("measurement_start_time")))
-        except ValueError:
-            return False
-        if (filters["since"] and t < filters["since"]) or (
-            filters["until"] and t >= filters["until"]
-        ):
-            return False
-    return True
+    return _read_objects(paths, "measurement")
 
 
 def _find_event(event_id: str, events_file: Path | None, db: Path | None) -> dict[str, Any]:
@@ -149,7 +105,8 @@ def _find_event(event_id: str, events_file: Path | None, db: Path | None) -> dic
     """
     if events_file is not None:
         record = next(
-            (r for r in _read_json_file(events_file) if r.get("event_id") == event_id), None
+            (r for r in _read_objects([events_file], "event") if r.get("event_id") == event_id),
+            None,
         )
         if record is None:
             raise _fail(f"event {event_id} is not in {events_file}")
@@ -189,29 +146,16 @@ def _events_from_store(db: Path) -> list[dict[str, Any]]:
 
 
 def _from_store(
-    db: Path, archive: Path, uids: list[str] | None, filters: dict[str, Any], limit: int
+    db: Path, archive: Path, uids: list[str] | None, filters: Filters, limit: int
 ) -> list[dict[str, Any]]:
     from censorwatch.collector.archive import Archive
     from censorwatch.collector.pipeline import Pipeline
-    from censorwatch.store import Filters
 
     store = _open_store(db)
     try:
         pipeline = Pipeline(Archive(archive), store, analyzer=lambda m: {})
         if uids is None:
-            rows = store.query(
-                Filters(
-                    probe_cc=filters["cc"],
-                    probe_asn=filters["asn"],
-                    input=filters["input"],
-                    domain=filters["domain"],
-                    since=filters["since"].replace(tzinfo=None) if filters["since"] else None,
-                    until=filters["until"].replace(tzinfo=None) if filters["until"] else None,
-                ),
-                limit=limit,
-                offset=0,
-                order="asc",
-            )
+            rows = store.query(filters, limit=limit, offset=0, order="asc")
             uids = [row["measurement_uid"] for row in rows]
         found = []
         for uid in uids:
@@ -225,12 +169,12 @@ def _from_store(
 
 
 def _open_store(db: Path) -> Any:
-    from censorwatch.store import open_store
+    from censorwatch.store import StoreNotFoundError, UnsupportedStoreError, open_store
 
-    if not db.exists():
-        raise _fail(f"no store at {db}")
     try:
         return open_store(db, read_only=True)
+    except (StoreNotFoundError, UnsupportedStoreError) as exc:
+        raise _fail(str(exc)) from None
     except Exception as exc:  # DuckDB reports a live writer as a generic IOException
         raise _fail(f"cannot open {db} ({exc}); is the collector still running?") from None
 
@@ -280,6 +224,7 @@ def export(
     """Write an offline-verifiable bundle for an event (--event) or for filtered measurements."""
     from censorwatch.evidence.bundle import ExportError, export_bundle, measurement_uid_of
     from censorwatch.evidence.log import LogBusyError, LogCorruptedError, TransparencyLog
+    from censorwatch.store.filters import measurement_matches
 
     if measurements and db:
         raise _fail("give measurements with either --measurements or --db, not both")
@@ -287,15 +232,10 @@ def export(
         db = DEFAULT_DB  # what `censorwatch serve` writes when run with its defaults
         if not db.exists():
             raise _fail(f"no store at ./{db}: give --db DB --archive DIR, or --measurements")
-    filters = {
-        "cc": cc.upper() if cc else None,
-        "asn": asn.upper() if asn else None,
-        "input": input_,
-        "domain": domain.lower() if domain else None,
-        "since": _when(since, "--since"),
-        "until": _when(until, "--until"),
-    }
-    if event and any(filters.values()):
+    filters = _filters(
+        probe_cc=cc, probe_asn=asn, input=input_, domain=domain, since=since, until=until
+    )
+    if event and not filters.is_empty():
         raise _fail("--event takes the event's own evidence; filters do not apply")
     limit = max(1, min(limit, MAX_EXPORT))
     record = _find_event(event, events_file, db) if event else None
@@ -323,7 +263,7 @@ def export(
         else:
             chosen = []
             for m in pool:
-                if _matches(m, filters):
+                if measurement_matches(filters, m):
                     chosen.append(m)
                     if len(chosen) >= limit:
                         break
@@ -332,7 +272,7 @@ def export(
     asn_db = asn_db or (
         Path(os.environ["CENSORWATCH_ASN_DB"]) if os.environ.get("CENSORWATCH_ASN_DB") else None
     )
-    subject = {"event_id": event} if event else {k: str(v) for k, v in filters.items() if v}
+    subject = {"event_id": event} if event else _subject(filters)
     try:
         with TransparencyLog(log_dir or _log_dir(archive)) as log:
             manifest = export_bundle(
@@ -354,15 +294,39 @@ def export(
     )
 
 
-def _when(value: str | None, option: str) -> Any:
-    from censorwatch.model import parse_time
+#: The export's filter options, as its error messages name them.
+_EXPORT_OPTIONS = {
+    "probe_cc": "--cc",
+    "probe_asn": "--asn",
+    "input": "--input",
+    "domain": "--domain",
+    "since": "--since",
+    "until": "--until",
+}
 
-    if not value:
-        return None
+
+def _filters(**options: str | None) -> Filters:
+    """The export's filters, read by the one filter parser (as the API reads its own)."""
+    from censorwatch.store.filters import FilterError, parse_filters
+
     try:
-        return parse_time(value)
-    except ValueError:
-        raise _fail(f"{option}: {value!r} is not a date or an RFC 3339 time") from None
+        return parse_filters(options, _EXPORT_OPTIONS)
+    except FilterError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _subject(filters: Filters) -> dict[str, str]:
+    """What a filtered bundle is about, keyed by the export's option names."""
+    from censorwatch.times import rfc3339
+
+    subject = {}
+    for field, option in _EXPORT_OPTIONS.items():
+        value = getattr(filters, field)
+        if value is not None:
+            subject[option.removeprefix("--")] = (
+                rfc3339(value) if isinstance(value, datetime) else str(value)
+            )
+    return subject
 
 
 def _log_dir(archive: Path) -> Path:

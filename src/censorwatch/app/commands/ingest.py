@@ -17,7 +17,9 @@ def ooni(
     source: str = typer.Argument(
         ..., help="Directory or s3://bucket/prefix laid out as raw/YYYYMMDD/HH/CC/TESTNAME/."
     ),
-    db: Path = typer.Option(DEFAULT_DB, "--db", help="Database file."),
+    db: str = typer.Option(
+        str(DEFAULT_DB), "--db", help="Store URL (duckdb:///path/file.duckdb) or DuckDB file."
+    ),
     archive: Path = typer.Option(DEFAULT_ARCHIVE, "--archive", help="Archive directory."),
     since: str | None = typer.Option(None, "--since", help="Inclusive; date or RFC 3339."),
     until: str | None = typer.Option(None, "--until", help="Exclusive; date or RFC 3339."),
@@ -28,19 +30,20 @@ def ooni(
     ),
     fingerprints: Path | None = typer.Option(None, "--fingerprints"),
     asn_db: Path | None = typer.Option(None, "--asn-db"),
+    log_dir: Path | None = typer.Option(
+        None, "--log-dir", help="Transparency log (default: ARCHIVE/transparency-log)."
+    ),
 ) -> None:
     """Ingest OONI raw measurements; a second run only reads files not yet ingested."""
-    from fastapi import HTTPException
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from censorwatch.api.params import parse_when
-    from censorwatch.app.services import build_analyzer
-    from censorwatch.collector.archive import Archive
-    from censorwatch.collector.pipeline import Pipeline
+    from censorwatch.app.services import open_services
     from censorwatch.collector.reports import test_name_key
+    from censorwatch.evidence.log import LogBusyError
     from censorwatch.ingest.ooni import ingest
     from censorwatch.ingest.sources import Selection, open_source
-    from censorwatch.store import open_store
+    from censorwatch.store import UnsupportedStoreError
+    from censorwatch.store.filters import FilterError, parse_when
 
     try:
         selection = Selection(
@@ -49,15 +52,20 @@ def ooni(
             ccs=frozenset(c.upper() for c in cc or []),
             tests=frozenset(test_name_key(t) for t in test or []),
         )
-    except HTTPException as exc:
-        raise typer.BadParameter(str(exc.detail)) from None
+    except FilterError as exc:
+        raise typer.BadParameter(str(exc)) from None
     try:
         src = open_source(source, endpoint_url=endpoint_url)
     except (FileNotFoundError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from None
-    store = open_store(db)
-    arch = Archive(archive)
-    pipeline = Pipeline(arch, store, analyzer=build_analyzer(fingerprints, asn_db))
+    try:
+        services = open_services(
+            db, archive, fingerprints=fingerprints, asn_db=asn_db, log_dir=log_dir
+        )
+    except UnsupportedStoreError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--db") from None
+    except LogBusyError as exc:
+        raise typer.BadParameter(f"{exc}: is the collector running?") from None
     started = time.perf_counter()
     done = 0
     with Progress(
@@ -78,15 +86,14 @@ def ooni(
         try:
             stats = ingest(
                 src,
-                pipeline,
+                services.pipeline,
                 selection,
                 on_file=lambda f: progress.update(task, description=f.key),
                 on_measurements=advance,
             )
         finally:
-            arch.close()
-            total = store.count()
-            store.close()
+            total = services.store.count()
+            services.close()
     elapsed = time.perf_counter() - started
     typer.echo(
         f"ingested {stats.measurements} measurements from {stats.files} files "

@@ -12,12 +12,13 @@ from censorwatch.app.settings import (
     DEFAULT_HOST,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_PORT,
-    log_dir_for,
 )
 
 
 def serve(
-    db: Path = typer.Option(DEFAULT_DB, "--db", help="DuckDB database file (derived data)."),
+    db: str = typer.Option(
+        str(DEFAULT_DB), "--db", help="Store URL (duckdb:///path/file.duckdb) or DuckDB file."
+    ),
     archive: Path = typer.Option(
         DEFAULT_ARCHIVE, "--archive", help="Archive directory: the durable copy of everything."
     ),
@@ -43,35 +44,28 @@ def serve(
     import uvicorn
 
     from censorwatch.app.asgi import create_app
-    from censorwatch.app.services import build_analyzer, listen_socket
-    from censorwatch.collector.archive import Archive
-    from censorwatch.collector.pipeline import Pipeline
-    from censorwatch.collector.reports import load_key
-    from censorwatch.collector.service import Collector
-    from censorwatch.store import open_store
+    from censorwatch.app.services import listen_socket, open_services
+    from censorwatch.evidence.log import LogBusyError
+    from censorwatch.store import UnsupportedStoreError
 
     if (certfile is None) != (keyfile is None):
         raise typer.BadParameter("--certfile and --keyfile go together")
-    store = open_store(db)
-    from censorwatch.evidence.api import log_router
-    from censorwatch.evidence.log import TransparencyLog
-    from censorwatch.signing.signatures import verify_signature
-
-    pipeline = Pipeline(
-        Archive(archive),
-        store,
-        analyzer=build_analyzer(fingerprints, asn_db),
-        verify_signature=verify_signature,
-    )
-    collector = log = None
-    if not read_only:
-        log = TransparencyLog(log_dir_for(archive, log_dir))  # one writer per log
-        # One fsync of the log per commit, however many measurements the commit holds.
-        pipeline.on_accepted_batch.append(
-            lambda batch: log.append_many((uid, m) for uid, _, m in batch)
+    try:
+        services = open_services(
+            db,
+            archive,
+            fingerprints=fingerprints,
+            asn_db=asn_db,
+            log_dir=log_dir,
+            writer=not read_only,
+            collector=not read_only,
+            max_body_bytes=max_body_bytes,
         )
-        collector = Collector(pipeline, load_key(archive), max_body=max_body_bytes)
-    app = create_app(pipeline, collector, extra_routers=[log_router(log)] if log else [])
+    except UnsupportedStoreError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--db") from None
+    except LogBusyError as exc:
+        raise typer.BadParameter(f"{exc}: is another collector running?") from None
+    app = create_app(services.pipeline, services.collector, extra_routers=services.routers())
 
     sock = listen_socket(host, port)
     bound = sock.getsockname()[1]
@@ -93,6 +87,4 @@ def serve(
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
-        if log is not None:
-            log.close()
-        store.close()
+        services.close()

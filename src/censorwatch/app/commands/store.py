@@ -14,52 +14,74 @@ app = typer.Typer(help="Maintain the measurement database.", no_args_is_help=Tru
 
 @app.command("rebuild")
 def rebuild(
-    db: Path = typer.Option(DEFAULT_DB, "--db", help="Database file to (re)create."),
+    db: str = typer.Option(
+        str(DEFAULT_DB), "--db", help="Store to (re)create: duckdb:///path/file.duckdb or a file."
+    ),
     archive: Path = typer.Option(DEFAULT_ARCHIVE, "--archive", help="Archive directory to read."),
     fingerprints: Path | None = typer.Option(None, "--fingerprints"),
     asn_db: Path | None = typer.Option(None, "--asn-db"),
+    log_dir: Path | None = typer.Option(
+        None, "--log-dir", help="Transparency log (default: ARCHIVE/transparency-log)."
+    ),
 ) -> None:
     """Recreate the database from the archive, re-running the analysis on every measurement.
 
-    The new database is built next to the old one and replaces it only when complete.
+    The new database is built next to the old one and replaces it only when complete. Like
+    ``serve`` on start-up, it first appends to the transparency log any archived measurement
+    the log is missing.
     """
     import os
 
     from rich.progress import Progress
 
-    from censorwatch.app.services import build_analyzer
-    from censorwatch.collector.archive import Archive
-    from censorwatch.collector.pipeline import Pipeline
-    from censorwatch.store import open_store
+    from censorwatch.app.services import open_services
+    from censorwatch.evidence.log import LogBusyError
+    from censorwatch.store import UnsupportedStoreError, parse_store_url
 
+    try:
+        target = parse_store_url(db).path
+    except UnsupportedStoreError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--db") from None
     if not archive.is_dir():
         raise typer.BadParameter(f"no archive at {archive}")
-    tmp = db.with_name(db.name + ".rebuild")
+    tmp = target.with_name(target.name + ".rebuild")
     for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
         leftover.unlink(missing_ok=True)
-    store = open_store(tmp)
-    pipeline = Pipeline(Archive(archive), store, analyzer=build_analyzer(fingerprints, asn_db))
-    with Progress(transient=True) as progress:
+    try:
+        services = open_services(
+            tmp, archive, fingerprints=fingerprints, asn_db=asn_db, log_dir=log_dir
+        )
+    except LogBusyError as exc:
+        tmp.unlink(missing_ok=True)
+        raise typer.BadParameter(f"{exc}: stop the collector first") from None
+    with services, Progress(transient=True) as progress:
         task = progress.add_task("rebuilding", total=None)
-        added = pipeline.catch_up(progress=lambda n: progress.advance(task, n))
-    total = store.count()
-    store.close()
-    os.replace(tmp, db)
-    Path(str(db) + ".wal").unlink(missing_ok=True)
-    typer.echo(f"rebuilt {db}: {total} measurements ({added} from the archive)")
+        recovery = services.pipeline.recover(progress=lambda n: progress.advance(task, n))
+        total = services.store.count()
+    os.replace(tmp, target)
+    Path(str(target) + ".wal").unlink(missing_ok=True)
+    logged = f"; {recovery.logged} appended to the log" if recovery.logged else ""
+    typer.echo(
+        f"rebuilt {target}: {total} measurements ({recovery.stored} from the archive{logged})"
+    )
 
 
 @app.command("optimize")
-def optimize(db: Path = typer.Option(DEFAULT_DB, "--db", help="Database file.")) -> None:
+def optimize(
+    db: str = typer.Option(
+        str(DEFAULT_DB), "--db", help="Store URL (duckdb:///path/file.duckdb) or DuckDB file."
+    ),
+) -> None:
     """Re-cluster the database by country, network and time (faster per-country queries)."""
     import time
 
-    from censorwatch.store.duckdb_store import DuckDBStore
+    from censorwatch.store import StoreNotFoundError, UnsupportedStoreError, open_store
 
-    if not db.exists():
-        raise typer.BadParameter(f"no database at {db}")
     started = time.perf_counter()
-    store = DuckDBStore(db)
+    try:
+        store = open_store(db, create=False)
+    except (StoreNotFoundError, UnsupportedStoreError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--db") from None
     try:
         n = store.optimize()
     finally:
@@ -70,7 +92,9 @@ def optimize(db: Path = typer.Option(DEFAULT_DB, "--db", help="Database file."))
 def export(
     output: Path = typer.Argument(..., help="File to write."),
     fmt: str = typer.Option("csv", "--format", help="csv or parquet."),
-    db: Path = typer.Option(DEFAULT_DB, "--db", help="Database file."),
+    db: str = typer.Option(
+        str(DEFAULT_DB), "--db", help="Store URL (duckdb:///path/file.duckdb) or DuckDB file."
+    ),
     report_id: str | None = typer.Option(None, "--report-id"),
     probe_cc: str | None = typer.Option(None, "--probe-cc", "--cc"),
     probe_asn: str | None = typer.Option(None, "--probe-asn", "--asn"),
@@ -84,33 +108,34 @@ def export(
     confirmed: bool | None = typer.Option(None, "--confirmed/--unconfirmed"),
 ) -> None:
     """Export measurements and their verdicts (the API's filters) to CSV or Parquet."""
-    from fastapi import HTTPException
-
-    from censorwatch.api.params import parse_asn, parse_when
-    from censorwatch.store import open_store
-    from censorwatch.store.base import Filters
+    from censorwatch.store import StoreNotFoundError, UnsupportedStoreError, open_store
+    from censorwatch.store.filters import FilterError, option_names, parse_filters
 
     if fmt not in ("csv", "parquet"):
         raise typer.BadParameter("--format must be csv or parquet")
-    if not db.exists():
-        raise typer.BadParameter(f"no database at {db}")
     try:
-        filters = Filters(
-            report_id=report_id,
-            probe_cc=probe_cc.upper() if probe_cc else None,
-            probe_asn=parse_asn(probe_asn),
-            input=input,
-            domain=domain.lower() if domain else None,
-            test_name=test_name,
-            since=parse_when(since, "--since"),
-            until=parse_when(until, "--until"),
-            verdict=verdict,
-            method=method,
-            confirmed=confirmed,
+        filters = parse_filters(
+            {
+                "report_id": report_id,
+                "probe_cc": probe_cc,
+                "probe_asn": probe_asn,
+                "input": input,
+                "domain": domain,
+                "test_name": test_name,
+                "since": since,
+                "until": until,
+                "verdict": verdict,
+                "method": method,
+                "confirmed": confirmed,
+            },
+            option_names({}),
         )
-    except HTTPException as exc:
-        raise typer.BadParameter(str(exc.detail)) from None
-    store = open_store(db, read_only=True)
+    except FilterError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    try:
+        store = open_store(db, read_only=True)
+    except (StoreNotFoundError, UnsupportedStoreError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--db") from None
     try:
         n = store.export(str(output), fmt, filters)
     finally:

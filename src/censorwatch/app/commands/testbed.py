@@ -12,12 +12,17 @@ from rich.table import Table
 
 from censorwatch.console import table_console
 
-app = typer.Typer(help="The emulated censored network (Linux network namespaces).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="The emulated censored network (Linux network namespaces).", no_args_is_help=True
+)
 err = Console(stderr=True)
 
-IdOption = Annotated[str | None, typer.Option(
-    "--id", help="Testbed id (several can run side by side); env CENSORWATCH_TESTBED_ID.")]
+IdOption = Annotated[
+    str | None,
+    typer.Option(
+        "--id", help="Testbed id (several can run side by side); env CENSORWATCH_TESTBED_ID."
+    ),
+]
 
 
 def _id(value: str | None) -> str:
@@ -51,8 +56,10 @@ def up(
     except (manager.TestbedError, ScenarioError, OSError) as exc:
         raise _fail(exc) from exc
     info = manager.status(state.id)
-    err.print(f"testbed [bold]{state.id}[/bold] is up with scenario {info['scenario']} "
-              f"({len(info['networks'])} networks); state in {state.folder}")
+    err.print(
+        f"testbed [bold]{state.id}[/bold] is up with scenario {info['scenario']} "
+        f"({len(info['networks'])} networks); state in {state.folder}"
+    )
 
 
 @app.command()
@@ -103,8 +110,10 @@ def status(
         typer.echo(json.dumps(info, indent=2))
         return
     console = table_console()
-    console.print(f"testbed [bold]{info['id']}[/bold] · scenario {info['scenario']} · "
-                  f"up {info['elapsed_seconds']}s · {info['state_dir']}")
+    console.print(
+        f"testbed [bold]{info['id']}[/bold] · scenario {info['scenario']} · "
+        f"up {info['elapsed_seconds']}s · {info['state_dir']}"
+    )
     table = Table("network", "cc", "name", "probe ip", "censorship in force")
     for net in info["networks"]:
         active = "; ".join(
@@ -116,16 +125,22 @@ def status(
     if info["upcoming"]:
         up_table = Table("in (s)", "network", "method", "switch", "targets")
         for u in info["upcoming"]:
-            up_table.add_row(str(u["in"]), u["network"], u["method"], "on" if u["on"] else "off",
-                             ", ".join(u["targets"]))
+            up_table.add_row(
+                str(u["in"]),
+                u["network"],
+                u["method"],
+                "on" if u["on"] else "off",
+                ", ".join(u["targets"]),
+            )
         console.print(up_table)
     dead = [name for name, alive in info["processes"].items() if not alive]
-    console.print("processes: " + ("all running" if not dead else
-                                   f"[red]not running: {', '.join(dead)}[/red]"))
+    console.print(
+        "processes: "
+        + ("all running" if not dead else f"[red]not running: {', '.join(dead)}[/red]")
+    )
 
 
-@app.command("exec", context_settings={"allow_extra_args": True,
-                                       "ignore_unknown_options": True})
+@app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def exec_(
     ctx: typer.Context,
     network: Annotated[str, typer.Argument(help="The network whose probe namespace to use.")],

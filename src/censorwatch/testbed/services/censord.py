@@ -50,7 +50,7 @@ BLOCKPAGE_TEXT = (
 
 def blockpage_html() -> bytes:
     return (
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
         f"<title>{BLOCKPAGE_TITLE}</title></head>\n"
         f"<body><h1>{BLOCKPAGE_TITLE}</h1>\n<p>{BLOCKPAGE_TEXT}</p>\n</body></html>\n"
     ).encode()
@@ -106,8 +106,12 @@ def _ipv4(payload: bytes) -> tuple[str, str, int, bytes] | None:
     if len(payload) < 20 or payload[0] >> 4 != 4:
         return None
     ihl = (payload[0] & 0x0F) * 4
-    return (socket.inet_ntoa(payload[12:16]), socket.inet_ntoa(payload[16:20]), payload[9],
-            payload[ihl:])
+    return (
+        socket.inet_ntoa(payload[12:16]),
+        socket.inet_ntoa(payload[16:20]),
+        payload[9],
+        payload[ihl:],
+    )
 
 
 def _tcp(segment: bytes) -> tuple[int, int, int, int, bytes] | None:
@@ -142,8 +146,9 @@ class Censor:
             return
         if self.policy.blocks("dns-inject", qname):
             forged = dnsservice.forged_response(query, address=self.policy.forged_address)
-            self.inject.send(IP(src=dst, dst=src) / UDP(sport=dport, dport=sport)
-                             / Raw(forged.to_wire()))
+            self.inject.send(
+                IP(src=dst, dst=src) / UDP(sport=dport, dport=sport) / Raw(forged.to_wire())
+            )
             log.info("injected forged answer for %s to %s", qname, src)
         pkt.accept()
 
@@ -182,32 +187,40 @@ class Censor:
         else:
             pkt.accept()
 
-    def _reset_both(self, client: str, server: str,
-                    tcp: tuple[int, int, int, int, bytes]) -> None:
+    def _reset_both(self, client: str, server: str, tcp: tuple[int, int, int, int, bytes]) -> None:
         sport, dport, seq, ack, _ = tcp
-        self.inject.send(IP(src=server, dst=client) / TCP(sport=dport, dport=sport, flags="R",
-                                                          seq=ack))
-        self.inject.send(IP(src=client, dst=server) / TCP(sport=sport, dport=dport, flags="R",
-                                                          seq=seq))
+        self.inject.send(
+            IP(src=server, dst=client) / TCP(sport=dport, dport=sport, flags="R", seq=ack)
+        )
+        self.inject.send(
+            IP(src=client, dst=server) / TCP(sport=sport, dport=dport, flags="R", seq=seq)
+        )
 
-    def _inject_blockpage(self, client: str, server: str,
-                          tcp: tuple[int, int, int, int, bytes]) -> None:
+    def _inject_blockpage(
+        self, client: str, server: str, tcp: tuple[int, int, int, int, bytes]
+    ) -> None:
         sport, dport, seq, ack, payload = tcp
         body = blockpage_html()
         response = (
             b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
             + f"Content-Length: {len(body)}\r\n".encode()
-            + b"Connection: close\r\n\r\n" + body
+            + b"Connection: close\r\n\r\n"
+            + body
         )
         their_next = (seq + len(payload)) & 0xFFFFFFFF
         ours = ack
         for i in range(0, len(response), 1200):
-            chunk = response[i:i + 1200]
-            self.inject.send(IP(src=server, dst=client) / TCP(
-                sport=dport, dport=sport, flags="PA", seq=ours, ack=their_next) / Raw(chunk))
+            chunk = response[i : i + 1200]
+            self.inject.send(
+                IP(src=server, dst=client)
+                / TCP(sport=dport, dport=sport, flags="PA", seq=ours, ack=their_next)
+                / Raw(chunk)
+            )
             ours = (ours + len(chunk)) & 0xFFFFFFFF
-        self.inject.send(IP(src=server, dst=client) / TCP(
-            sport=dport, dport=sport, flags="FA", seq=ours, ack=their_next))
+        self.inject.send(
+            IP(src=server, dst=client)
+            / TCP(sport=dport, dport=sport, flags="FA", seq=ours, ack=their_next)
+        )
 
 
 def _queue_thread(queue_num: int, callback) -> threading.Thread:
@@ -240,14 +253,14 @@ async def _serve(state: TestbedState, asn: str, policy: Policy) -> None:
             return dnsservice.forged_response(query, rcode=dns.rcode.NXDOMAIN).to_wire()
         if policy.blocks("dns-bogon", qname):
             return dnsservice.forged_response(
-                query, address=BOGON_ANSWER if is_a else None).to_wire()
+                query, address=BOGON_ANSWER if is_a else None
+            ).to_wire()
         return await dnsservice.forward(wire, AUTHORITATIVE_DNS)
 
     await dnsservice.serve_udp(net.censor_lan_ip, 53, resolve)
 
     async def blockpage(_req: web.Request) -> web.Response:
-        return web.Response(200, blockpage_html(),
-                            [("Content-Type", "text/html; charset=utf-8")])
+        return web.Response(200, blockpage_html(), [("Content-Type", "text/html; charset=utf-8")])
 
     cert = state.pki_dir / "censor" / "blocked.pem"
     key = state.pki_dir / "censor" / "blocked.key"

@@ -28,8 +28,9 @@ MAX_QUERY_BYTES = 4096
 Handler = Callable[[bytes, tuple[str, int]], Awaitable[bytes | None]]
 
 
-def answer_from_zone(query: dns.message.Message, zone: dict[str, list[str]], *,
-                     authoritative: bool) -> dns.message.Message:
+def answer_from_zone(
+    query: dns.message.Message, zone: dict[str, list[str]], *, authoritative: bool
+) -> dns.message.Message:
     response = dns.message.make_response(query)
     if authoritative:
         response.flags |= dns.flags.AA
@@ -44,14 +45,16 @@ def answer_from_zone(query: dns.message.Message, zone: dict[str, list[str]], *,
         response.set_rcode(dns.rcode.NXDOMAIN)
         return response
     if question.rdtype == dns.rdatatype.A:
-        rrset = dns.rrset.from_text_list(question.name, TTL, dns.rdataclass.IN,
-                                         dns.rdatatype.A, zone[name])
+        rrset = dns.rrset.from_text_list(
+            question.name, TTL, dns.rdataclass.IN, dns.rdatatype.A, zone[name]
+        )
         response.answer.append(rrset)
     return response
 
 
-def forged_response(query: dns.message.Message, *, rcode: int = dns.rcode.NOERROR,
-                    address: str | None = None) -> dns.message.Message:
+def forged_response(
+    query: dns.message.Message, *, rcode: int = dns.rcode.NOERROR, address: str | None = None
+) -> dns.message.Message:
     """What a censoring resolver says instead of the truth."""
     response = dns.message.make_response(query)
     response.flags |= dns.flags.RA
@@ -122,4 +125,3 @@ async def serve_udp(host: str, port: int, handler: Handler) -> asyncio.DatagramT
         lambda: _UDPServer(handler), local_addr=(host, port)
     )
     return transport
-

@@ -41,7 +41,7 @@ def site_page(host: str, path: str) -> bytes:
         for i in range(40)
     )
     return (
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
         f"<title>{host} – home</title></head>\n<body><h1>Welcome to {host}</h1>\n"
         f"<p>You asked for {path} on {host}.</p>\n{paragraphs}\n</body></html>\n"
     ).encode()
@@ -62,11 +62,15 @@ def make_handler(plan: planmod.TestbedPlan, blob: bytes) -> web.Handler:
 
     async def stream(data: bytes) -> AsyncIterator[bytes]:
         for i in range(0, len(data), CHUNK):
-            yield data[i:i + CHUNK]
+            yield data[i : i + CHUNK]
 
     def throughput() -> web.Response:
-        return web.Response(200, stream(blob), [("Content-Type", "application/octet-stream")],
-                            content_length=len(blob))
+        return web.Response(
+            200,
+            stream(blob),
+            [("Content-Type", "application/octet-stream")],
+            content_length=len(blob),
+        )
 
     async def doh(req: web.Request) -> web.Response:
         try:
@@ -100,12 +104,18 @@ def make_handler(plan: planmod.TestbedPlan, blob: bytes) -> web.Handler:
             return throughput()
         if req.path in site.target.paths:
             if req.path == "/robots.txt":
-                return web.Response(200, b"User-agent: *\nDisallow:\n",
-                                    [("Content-Type", "text/plain")])
-            return web.Response(200, site_page(host, req.path),
-                                [("Content-Type", "text/html; charset=utf-8"),
-                                 ("Cache-Control", "no-store"),
-                                 ("Alt-Svc", 'h3=":443"; ma=86400')])
+                return web.Response(
+                    200, b"User-agent: *\nDisallow:\n", [("Content-Type", "text/plain")]
+                )
+            return web.Response(
+                200,
+                site_page(host, req.path),
+                [
+                    ("Content-Type", "text/html; charset=utf-8"),
+                    ("Cache-Control", "no-store"),
+                    ("Alt-Svc", 'h3=":443"; ma=86400'),
+                ],
+            )
         return web.html_page(404, "Not Found", f"{req.path} is not on {host}.")
 
     return handle
@@ -122,19 +132,30 @@ def _certificates(state: TestbedState, plan: planmod.TestbedPlan) -> dict[str, t
 async def serve(state: TestbedState) -> None:
     plan = state.plan()
     zone = plan.zone()
-    await dnsservice.serve_udp(planmod.AUTHORITATIVE_DNS, 53,
-                               dnsservice.zone_handler(zone, authoritative=True))
-    await dnsservice.serve_udp(planmod.PUBLIC_RESOLVER, 53,
-                               dnsservice.zone_handler(zone, authoritative=False))
+    await dnsservice.serve_udp(
+        planmod.AUTHORITATIVE_DNS, 53, dnsservice.zone_handler(zone, authoritative=True)
+    )
+    await dnsservice.serve_udp(
+        planmod.PUBLIC_RESOLVER, 53, dnsservice.zone_handler(zone, authoritative=False)
+    )
     handler = make_handler(plan, throughput_object())
     by_name = _certificates(state, plan)
     default = (state.pki_dir / "sites" / "default.pem", state.pki_dir / "sites" / "default.key")
     tls = web.sni_context(by_name, default)
-    doh_tls = web.server_context(state.pki_dir / "sites" / "doh.pem",
-                                 state.pki_dir / "sites" / "doh.key")
-    web_addresses = [a for a in plan.service_addresses()
-                     if a not in (planmod.AUTHORITATIVE_DNS, planmod.PUBLIC_RESOLVER,
-                                  planmod.CONTROL, planmod.DOH_RESOLVER)]
+    doh_tls = web.server_context(
+        state.pki_dir / "sites" / "doh.pem", state.pki_dir / "sites" / "doh.key"
+    )
+    web_addresses = [
+        a
+        for a in plan.service_addresses()
+        if a
+        not in (
+            planmod.AUTHORITATIVE_DNS,
+            planmod.PUBLIC_RESOLVER,
+            planmod.CONTROL,
+            planmod.DOH_RESOLVER,
+        )
+    ]
     for address in web_addresses:
         await web.serve_http(address, 80, handler)
         await web.serve_http(address, 443, handler, tls)

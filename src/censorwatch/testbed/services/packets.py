@@ -28,7 +28,7 @@ def tls_client_hello_sni(payload: bytes) -> str | None:
                     name_type, name_len = struct.unpack_from("!BH", payload, list_pos)
                     list_pos += 3
                     if name_type == 0:
-                        return payload[list_pos:list_pos + name_len].decode("ascii").lower()
+                        return payload[list_pos : list_pos + name_len].decode("ascii").lower()
                     list_pos += name_len
                 return None
             pos += ext_len
@@ -43,7 +43,7 @@ def http_request_host(payload: bytes) -> str | None:
     first_line_end = head.find(b"\r\n")
     if first_line_end < 0 or b" HTTP/1." not in head[:first_line_end]:
         return None
-    for line in head[first_line_end + 2:].split(b"\r\n"):
+    for line in head[first_line_end + 2 :].split(b"\r\n"):
         if not line:
             break
         name, _, value = line.partition(b":")

@@ -40,12 +40,15 @@ def _protocol_factory(page: PageFunction) -> type[QuicConnectionProtocol]:
                     host = headers.get(b":authority", b"").decode("latin-1").split(":")[0]
                     path = headers.get(b":path", b"/").decode("latin-1")
                     status, ctype, body = page(host.lower(), path)
-                    self._http.send_headers(h3_event.stream_id, [
-                        (b":status", str(status).encode()),
-                        (b"content-type", ctype.encode()),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"server", b"testbed"),
-                    ])
+                    self._http.send_headers(
+                        h3_event.stream_id,
+                        [
+                            (b":status", str(status).encode()),
+                            (b"content-type", ctype.encode()),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"server", b"testbed"),
+                        ],
+                    )
                     self._http.send_data(h3_event.stream_id, body, end_stream=True)
             self.transmit()
 
@@ -53,7 +56,8 @@ def _protocol_factory(page: PageFunction) -> type[QuicConnectionProtocol]:
 
 
 async def serve_h3(host: str, certfile: Path, keyfile: Path, page: PageFunction) -> None:
-    config = QuicConfiguration(is_client=False, alpn_protocols=H3_ALPN,
-                               max_datagram_frame_size=65536)
+    config = QuicConfiguration(
+        is_client=False, alpn_protocols=H3_ALPN, max_datagram_frame_size=65536
+    )
     config.load_cert_chain(certfile, keyfile)
     await serve(host, 443, configuration=config, create_protocol=_protocol_factory(page))

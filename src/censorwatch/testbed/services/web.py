@@ -60,10 +60,11 @@ class Response:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def html_page(status: int, title: str, text: str,
-              extra_headers: list[tuple[str, str]] | None = None) -> Response:
+def html_page(
+    status: int, title: str, text: str, extra_headers: list[tuple[str, str]] | None = None
+) -> Response:
     body = (
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
         f"<title>{title}</title></head>\n<body><h1>{title}</h1>\n<p>{text}</p>\n</body></html>\n"
     ).encode()
     headers = [("Content-Type", "text/html; charset=utf-8"), *(extra_headers or [])]
@@ -78,8 +79,9 @@ def server_context(certfile: Path, keyfile: Path) -> ssl.SSLContext:
     return ctx
 
 
-def sni_context(by_name: dict[str, tuple[Path, Path]],
-                default: tuple[Path, Path]) -> ssl.SSLContext:
+def sni_context(
+    by_name: dict[str, tuple[Path, Path]], default: tuple[Path, Path]
+) -> ssl.SSLContext:
     """A server context that presents the certificate of the name the client asked for."""
     contexts = {name: server_context(*files) for name, files in by_name.items()}
     main = server_context(*default)
@@ -99,8 +101,9 @@ async def _send(writer: asyncio.StreamWriter, conn: h11.Connection, event: objec
         await writer.drain()
 
 
-async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                            handler: Handler) -> None:
+async def _serve_connection(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, handler: Handler
+) -> None:
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_BYTES)
     peer = writer.get_extra_info("peername") or ("", 0)
     local = writer.get_extra_info("sockname") or ("", 0)
@@ -127,13 +130,19 @@ async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.Stream
                 elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
                     return
             assert request is not None
-            headers = [(k.decode("latin-1").lower(), v.decode("latin-1"))
-                       for k, v in request.headers]
+            headers = [
+                (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.headers
+            ]
             host = next((v for k, v in headers if k == "host"), "")
             req = Request(
-                method=request.method.decode(), target=request.target.decode("latin-1"),
-                host=host.split(":")[0].lower(), headers=headers, body=body,
-                peer=tuple(peer[:2]), local=tuple(local[:2]), server_name=server_name,
+                method=request.method.decode(),
+                target=request.target.decode("latin-1"),
+                host=host.split(":")[0].lower(),
+                headers=headers,
+                body=body,
+                peer=tuple(peer[:2]),
+                local=tuple(local[:2]),
+                server_name=server_name,
             )
             try:
                 response = await handler(req)
@@ -146,8 +155,9 @@ async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.Stream
             elif response.content_length is not None:
                 out_headers.append(("Content-Length", str(response.content_length)))
             out_headers.append(("Server", "testbed"))
-            await _send(writer, conn, h11.Response(status_code=response.status,
-                                                   headers=out_headers))
+            await _send(
+                writer, conn, h11.Response(status_code=response.status, headers=out_headers)
+            )
             if request.method != b"HEAD":
                 if isinstance(response.body, bytes):
                     if response.body:
@@ -163,8 +173,13 @@ async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.Stream
         log.debug("protocol error from %s: %s", peer, exc)
         if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             try:
-                await _send(writer, conn, h11.Response(
-                    status_code=400, headers=[("Content-Length", "0"), ("Connection", "close")]))
+                await _send(
+                    writer,
+                    conn,
+                    h11.Response(
+                        status_code=400, headers=[("Content-Length", "0"), ("Connection", "close")]
+                    ),
+                )
                 await _send(writer, conn, h11.EndOfMessage())
             except Exception:
                 pass
@@ -176,8 +191,9 @@ async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.Stream
             await asyncio.wait_for(writer.wait_closed(), 2)
 
 
-async def serve_http(host: str, port: int, handler: Handler,
-                     ssl_context: ssl.SSLContext | None = None) -> asyncio.Server:
+async def serve_http(
+    host: str, port: int, handler: Handler, ssl_context: ssl.SSLContext | None = None
+) -> asyncio.Server:
     async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _serve_connection(reader, writer, handler)
 
