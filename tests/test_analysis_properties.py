@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -152,12 +153,14 @@ def _check(v: Verdict) -> None:
         max_size=8,
     )
 )
+@pytest.mark.slow
 def test_random_top_level_shapes(m):
     _check(analyze(m, fingerprints=FPS))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(json_values)
+@pytest.mark.slow
 def test_random_test_keys(tk):
     m = {"test_name": "web_connectivity", "input": "https://x.com/", "test_keys": tk}
     _check(analyze(m, fingerprints=FPS))
@@ -165,6 +168,7 @@ def test_random_test_keys(tk):
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 49), st.lists(st.tuples(st.integers(0, 10**6), json_values), max_size=5))
+@pytest.mark.slow
 def test_mutated_real_measurements(index, mutations):
     """Replace random nested values of a real measurement with random JSON."""
     if not QA:

@@ -66,6 +66,7 @@ def get(server: Server, path: str, **params: Any) -> httpx.Response:
     return httpx.get(server.url + path, params=params, timeout=30)
 
 
+@pytest.mark.slow
 def test_measurements_filters_match_the_analysis(served) -> None:
     server, expected, _ = served
     everything = get(server, "/api/v1/measurements", limit=1000).json()
@@ -196,6 +197,7 @@ def test_health_metrics_and_openapi(served) -> None:
         assert path in spec["paths"], path
 
 
+@pytest.mark.slow
 def test_export_cli_writes_csv_and_parquet_with_filters(served) -> None:
     server, expected, tmp = served
     server.stop()  # the database file is single-writer; export opens it once the server is gone

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
@@ -22,6 +23,7 @@ OWN_PATHS = {
 }  # fmt: skip
 
 
+@pytest.mark.slow
 def test_no_generated_request_makes_a_server_error(tmp_path: Path) -> None:
     server = Server(tmp_path / "cw.duckdb", tmp_path / "archive", tmp_path / "server.log")
     base = template()

@@ -110,6 +110,7 @@ def test_a_crash_between_fsync_and_insert_is_replayed(tmp_path: Path) -> None:
     assert raw is not None and raw["input"] == lost[1].measurement["input"]
 
 
+@pytest.mark.slow
 def test_store_rebuild_recreates_the_same_rows(tmp_path: Path) -> None:
     p = _pipeline(tmp_path)
     p.commit([p.prepare(m) for m in _measurements(20)])

@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 import httpx
+import pytest
 
 from censorwatch.probe.submit import SubmissionQueue, submit_or_queue
 from collector_helpers import Server, make_measurement, open_report, template
@@ -18,6 +19,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_measurements_wait_while_the_collector_is_down_and_go_later(tmp_path: Path) -> None:
     base = template()
     measurements = [make_measurement(i, base=base) for i in range(5)]
@@ -39,6 +41,7 @@ def test_measurements_wait_while_the_collector_is_down_and_go_later(tmp_path: Pa
         server.stop()
 
 
+@pytest.mark.slow
 def test_a_lost_acknowledgement_does_not_store_twice(tmp_path: Path) -> None:
     server = Server(tmp_path / "cw.duckdb", tmp_path / "archive", tmp_path / "server.log")
     try:
@@ -60,6 +63,7 @@ def test_a_lost_acknowledgement_does_not_store_twice(tmp_path: Path) -> None:
         server.stop()
 
 
+@pytest.mark.slow
 def test_unknown_reports_are_reopened_and_refusals_are_kept(tmp_path: Path) -> None:
     server = Server(tmp_path / "cw.duckdb", tmp_path / "archive", tmp_path / "server.log")
     try:

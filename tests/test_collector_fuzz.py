@@ -194,6 +194,7 @@ def send(url: str, stream: Iterator[Case], count: int, threads: int = 8) -> list
     return results
 
 
+@pytest.mark.slow
 def test_ten_thousand_hostile_submissions_store_nothing(tmp_path: Path) -> None:
     db, archive = tmp_path / "cw.duckdb", tmp_path / "archive"
     server = Server(db, archive, tmp_path / "server.log", "--max-body-bytes", str(MAX_BODY))
@@ -227,6 +228,7 @@ def test_ten_thousand_hostile_submissions_store_nothing(tmp_path: Path) -> None:
         store.close()
 
 
+@pytest.mark.slow
 def test_malformed_report_requests_are_refused(tmp_path: Path) -> None:
     server = Server(tmp_path / "cw.duckdb", tmp_path / "archive", tmp_path / "server.log")
     wc = "web_connectivity"
@@ -297,6 +299,7 @@ def in_process(tmp_path_factory: pytest.TempPathFactory):
     ),
     value=json_values,
 )
+@pytest.mark.slow
 def test_any_field_value_is_answered_without_server_error(in_process, key: str, value: Any) -> None:
     client, store = in_process
     m = make_measurement(7, base=template())

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import msgspec
+import pytest
 
 from censorwatch.collector.archive import Archive
 from censorwatch.model import derive_measurement_uid
@@ -78,6 +79,7 @@ def archive_uids(archive: Path) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
     db, archive, log = tmp_path / "cw.duckdb", tmp_path / "archive", tmp_path / "server.log"
     server = Server(db, archive, log)

@@ -27,6 +27,7 @@ def run_probe(net: pl.Internet, control: BackgroundServer, url: str, *args: str)
     return result
 
 
+@pytest.mark.slow
 def test_probe_queues_while_the_collector_is_down_then_submits(
     net: pl.Internet, control: BackgroundServer, tmp_path: Path
 ) -> None:

@@ -102,6 +102,7 @@ def test_every_wc05_control_object_has_keys_we_produce(net: pl.Internet, control
             assert set(theirs["dns"]) == set(ours["dns"]), path.name
 
 
+@pytest.mark.slow
 def test_http_url_measures_both_ports_and_legacy_failures(
     net: pl.Internet, control: BackgroundServer
 ):
@@ -153,6 +154,7 @@ def test_nxdomain_uses_ooni_legacy_strings(net: pl.Internet, control: Background
     assert ours["tcp_connect"] == {} and ours["ip_info"] == {}
 
 
+@pytest.mark.slow
 def test_refuses_loopback_and_private_targets_outside_testbed_mode(net: pl.Internet):
     accepted: list[Any] = []
     listener = socket.socket()
@@ -206,6 +208,7 @@ def test_limits(net: pl.Internet, control: BackgroundServer):
     assert ask(control.url + "api/other", {}).status_code == 404
 
 
+@pytest.mark.slow
 def test_a_full_control_queues_briefly_then_answers_busy(net: pl.Internet):
     slow = request_for(f"https://silent.test:{net.silent_port}/", [])
 
@@ -232,6 +235,7 @@ def test_a_full_control_queues_briefly_then_answers_busy(net: pl.Internet):
     assert patient.inflight == 0
 
 
+@pytest.mark.slow
 def test_the_probe_client_retries_a_busy_control(net: pl.Internet):
     """A control that says "busy" is asked again after Retry-After, within the budget."""
     app = ControlApp(pl.control_settings(net), max_inflight=1, queue_wait=0)
@@ -301,6 +305,7 @@ def test_https_control_with_the_probe_client(net: pl.Internet):
         assert response is None and failure.startswith("ssl_")
 
 
+@pytest.mark.slow
 def test_serve_command(net: pl.Internet):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(

@@ -9,6 +9,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from censorwatch.cli import app
@@ -51,6 +52,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_alerts_survive_a_receiver_that_is_down_and_arrive_once(tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/hook"
@@ -86,6 +88,7 @@ def test_alerts_survive_a_receiver_that_is_down_and_arrive_once(tmp_path: Path) 
     assert any("on 4 of 5 networks" in m["summary"] for m in national)
 
 
+@pytest.mark.slow
 def test_cli_queues_alerts_and_delivers_them_on_a_later_run(tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/"

@@ -129,6 +129,7 @@ def noisy_two_networks(seed: int) -> list[dict]:
 
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 10**6), st.lists(st.floats(0.01, 0.99), min_size=1, max_size=5))
+@pytest.mark.slow
 def test_incremental_updates_equal_one_update(seed: int, cuts: list[float]) -> None:
     records = noisy_two_networks(seed)
     whole = EventTracker()

@@ -519,6 +519,7 @@ def test_any_byte_of_any_item_is_caught_and_named(built: Built, name: str, fixed
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(data=st.data())
+@pytest.mark.slow
 def test_hypothesis_any_byte_anywhere_fails_verification(built: Built, data) -> None:
     files = unzip(built.bundle)
     name = data.draw(st.sampled_from(sorted(files)))

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 from typer.testing import CliRunner
 
 from censorwatch.cli import app
@@ -20,6 +21,7 @@ from censorwatch.store import Filters, open_store
 from collector_helpers import Server, make_measurement, template
 
 
+@pytest.mark.slow
 def test_signed_measurements_are_verified_logged_proven_and_exported(tmp_path: Path) -> None:
     key = generate_key_file(tmp_path / "probe.key")
     base = template()
@@ -80,6 +82,7 @@ def test_signed_measurements_are_verified_logged_proven_and_exported(tmp_path: P
     assert json.loads((tmp_path / "monitor.json").read_text())["sth"]["tree_size"] == 7
 
 
+@pytest.mark.slow
 def test_the_national_event_found_in_the_store_exports_and_verifies(tmp_path: Path) -> None:
     """The demo's story in miniature: three networks, X reachable then DNS-blocked, every
     probe signing; ``events`` finds the national event; its evidence exports and verifies."""

@@ -223,6 +223,7 @@ while True:
 
 
 @pytest.mark.parametrize("delay", [0.05, 0.2, 0.5])
+@pytest.mark.slow
 def test_a_killed_writer_loses_nothing_it_acknowledged(tmp_path: Path, delay: float) -> None:
     import signal
     import subprocess

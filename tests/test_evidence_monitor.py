@@ -152,6 +152,7 @@ def test_a_log_rewritten_behind_the_api_is_caught_by_consistency(tmp_path: Path)
         assert "ALERT" in out.output and "INCONSISTENT" in out.output
 
 
+@pytest.mark.slow
 def test_same_size_with_another_root_is_caught(tmp_path: Path) -> None:
     state = tmp_path / "monitor.json"
     directory = tmp_path / "log"

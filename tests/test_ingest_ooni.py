@@ -81,6 +81,7 @@ def stored(tmp: Path, **filters) -> list[dict]:
         store.close()
 
 
+@pytest.mark.slow
 def test_ingest_filters_then_increments(tmp_path: Path) -> None:
     tree = tmp_path / "bucket"
     data = build_tree(tree)
@@ -145,6 +146,7 @@ def _moto_command() -> list[str] | None:
 
 
 @pytest.mark.skipif(_moto_command() is None, reason="moto (S3-compatible server) is not installed")
+@pytest.mark.slow
 def test_s3_source_reads_the_same_layout(tmp_path: Path) -> None:
     boto3 = pytest.importorskip("boto3")
     tree = tmp_path / "bucket"

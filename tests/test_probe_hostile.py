@@ -49,6 +49,7 @@ def test_endless_body_is_cut_at_the_byte_budget(net: pl.Internet):
     assert peak < 12 * 1024 * 1024
 
 
+@pytest.mark.slow
 def test_slow_body_is_cut_at_the_time_budget_and_kept(net: pl.Internet):
     # 2 MiB at 400 kB/s with a 1 s budget: the deadline comes first
     url = net.https("slow.test", "/censorwatch/throughput.bin")
@@ -71,6 +72,7 @@ def test_huge_headers_are_refused_quickly(net: pl.Internet):
     assert peak < 4 * 1024 * 1024
 
 
+@pytest.mark.slow
 def test_tls_garbage(net: pl.Internet):
     url = f"https://garbage.test:{net.garbage_port}/"
     m, elapsed, _ = measure_bounded(net, url)
@@ -80,6 +82,7 @@ def test_tls_garbage(net: pl.Internet):
     assert elapsed < 5
 
 
+@pytest.mark.slow
 def test_server_that_never_answers(net: pl.Internet):
     url = f"https://silent.test:{net.silent_port}/"
     m, elapsed, _ = measure_bounded(net, url)
@@ -93,6 +96,7 @@ def test_server_that_never_answers(net: pl.Internet):
     assert elapsed < 5
 
 
+@pytest.mark.slow
 def test_plain_http_server_that_never_answers(net: pl.Internet):
     url = f"http://silent.test:{net.silent_port}/"
     m, elapsed, _ = measure_bounded(net, url)

@@ -140,6 +140,7 @@ def test_nxdomain_from_the_system_resolver_only_is_dns_blocking(
     assert tk["blocking"] == "dns" and tk["accessible"] is False
 
 
+@pytest.mark.slow
 def test_injected_answer_racing_the_real_one_is_recorded(
     net: pl.Internet, control: BackgroundServer
 ):
@@ -152,6 +153,7 @@ def test_injected_answer_racing_the_real_one_is_recorded(
     assert tk["blocking"] == "dns"
 
 
+@pytest.mark.slow
 def test_a_late_real_answer_is_heard_while_the_measurement_goes_on(
     net: pl.Internet, control: BackgroundServer
 ):
@@ -169,6 +171,7 @@ def test_a_late_real_answer_is_heard_while_the_measurement_goes_on(
     assert first_connect < late["t"]
 
 
+@pytest.mark.slow
 def test_answer_pointing_at_another_public_host_is_inconsistent(
     net: pl.Internet, control: BackgroundServer
 ):
@@ -187,6 +190,7 @@ def test_answer_pointing_at_another_public_host_is_inconsistent(
     assert tk["blocking"] == "dns"
 
 
+@pytest.mark.slow
 def test_dns_timeout(net: pl.Internet, control: BackgroundServer):
     started = time.monotonic()
     tk = measure(net, net.https("dnsto.test"), control.url)["test_keys"]
@@ -204,6 +208,7 @@ def test_dns_timeout(net: pl.Internet, control: BackgroundServer):
         ("drop.test", "drop_port", failures.GENERIC_TIMEOUT),
     ],
 )
+@pytest.mark.slow
 def test_tcp_failures(
     net: pl.Internet, control: BackgroundServer, host: str, port_attr: str, failure: str
 ):
@@ -236,6 +241,7 @@ def test_bad_certificates_fail_and_are_recorded(
     assert tk["control"]["tls_handshake"][hs["address"]]["failure"] == failure
 
 
+@pytest.mark.slow
 def test_sni_filtering_is_told_from_ip_blocking(net: pl.Internet, control: BackgroundServer):
     url = f"https://blocked.test:{net.proxy_port}/"
     tk = measure(net, url, control.url)["test_keys"]
@@ -285,6 +291,7 @@ def test_throughput_of_a_media_host_and_the_reference(net: pl.Internet, control:
         assert series == sorted(series) and series[-1] == pl.THROUGHPUT_SIZE
 
 
+@pytest.mark.slow
 def test_throttled_host_is_slower_than_the_reference(net: pl.Internet):
     started = time.monotonic()
     tk = measure(net, net.https("slow.test"), None, media=True, throughput_seconds=1.0)["test_keys"]
@@ -311,6 +318,7 @@ def test_unreachable_control(net: pl.Internet):
     assert tk["x_control_request"]["http_request"] == net.https("site.test")
 
 
+@pytest.mark.slow
 def test_url_deadline_bounds_everything(net: pl.Internet):
     started = time.monotonic()
     url = f"https://silent.test:{net.silent_port}/"

@@ -193,6 +193,7 @@ def _spell_ipv6(value: int, rnd: random.Random) -> str:
     st.randoms(use_true_random=False),
     st.sampled_from(CONTEXTS),
 )
+@pytest.mark.slow
 def test_no_spelling_of_a_random_address_survives(address, rnd: random.Random, context) -> None:
     if isinstance(address, ipaddress.IPv4Address):
         wrapped = rnd.choice([None, 0xFFFF << 32, int(ipaddress.IPv6Address("64:ff9b::"))])

@@ -167,6 +167,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_commands_take_store_urls(tmp_path: Path) -> None:
     from censorwatch.collector.archive import Archive
     from censorwatch.collector.pipeline import Pipeline
@@ -201,6 +202,7 @@ def test_commands_take_store_urls(tmp_path: Path) -> None:
         assert "clickhouse" in refused.stderr and "duckdb:///" in refused.stderr
 
 
+@pytest.mark.slow
 def test_serve_and_ingest_take_store_urls(tmp_path: Path) -> None:
     import httpx
 

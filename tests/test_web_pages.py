@@ -247,6 +247,7 @@ def test_static_files_are_served_from_the_package(served: Served) -> None:
     assert js.status_code == 200 and "javascript" in js.headers["content-type"]
 
 
+@pytest.mark.slow
 def test_censorwatch_serve_includes_the_explorer(tmp_path: Path) -> None:
     """The explorer comes with ``censorwatch serve``, and an empty store reads as empty."""
     from collector_helpers import Server
