@@ -36,7 +36,10 @@ def test_demo_runs_the_whole_flow(tmp_path: Path) -> None:
     assert len(national) == 1 and set(national[0]["asns"]) == BLOCKING
     assert not [e for e in events if OPEN in e["asns"]]
     verify = subprocess.run(
-        [sys.executable, "-m", "censorwatch", "evidence", "verify", str(out / "evidence.zip")],
+        [
+            *(sys.executable, "-m", "censorwatch", "evidence", "verify"),
+            *(str(out / "evidence.zip"), "--log-id", demo_log_id(out)),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -45,3 +48,11 @@ def test_demo_runs_the_whole_flow(tmp_path: Path) -> None:
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "verified offline" in proc.stdout
     assert not list(Path("/run/censorwatch/testbed").glob("cwdemo")), "the demo tears down"
+
+
+def demo_log_id(out: Path) -> str:
+    """The id of the log the demo's collector kept (what its operator would publish)."""
+    from censorwatch.evidence.log import TransparencyLog
+
+    with TransparencyLog(out / "archive" / "transparency-log") as log:
+        return log.log_id

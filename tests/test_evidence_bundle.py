@@ -247,7 +247,9 @@ def test_a_report_from_another_version_is_checked_by_the_facts_it_states(
     assert "all 12 measurements" in result.notes[0]
     bundle_path = tmp_path / "restyled.zip"
     bundle_path.write_bytes(restyled)
-    out = CliRunner().invoke(app, ["evidence", "verify", str(bundle_path)])
+    # VERIFIED needs a trust source: the id of the log, as its operator publishes it.
+    pinned = published_log_id(tmp_path / "a" / "log")
+    out = CliRunner().invoke(app, ["evidence", "verify", str(bundle_path), "--log-id", pinned])
     assert out.exit_code == 0
     assert "note: report.html was rendered by censorwatch 0.0.9" in out.output
 
@@ -264,6 +266,12 @@ def test_a_report_from_another_version_is_checked_by_the_facts_it_states(
     assert verify_bundle(build(tmp_path / "c").bundle).report_rerendered
 
 
+def published_log_id(log_dir: Path) -> str:
+    """The log id its operator publishes (``evidence log-info``), read from the log itself."""
+    with TransparencyLog(log_dir) as log:
+        return log.log_id
+
+
 def built_uid(html: str) -> str:
     """The last measurement UID the report lists."""
     return re.findall(r"<tr><td><code>([^<]+)</code>", html)[-1]
@@ -273,7 +281,9 @@ def test_cli_verify_exit_codes(built: Built, tmp_path: Path) -> None:
     good = tmp_path / "good.zip"
     good.write_bytes(built.bundle)
     runner = CliRunner()
-    ok = runner.invoke(app, ["evidence", "verify", str(good)])
+    # VERIFIED needs a trust source: the id of the log, as its operator publishes it.
+    pinned = published_log_id(built.log_dir)
+    ok = runner.invoke(app, ["evidence", "verify", str(good), "--log-id", pinned])
     assert ok.exit_code == 0, ok.output
     assert ok.output.startswith("VERIFIED") and "12 measurements: 8 signed" in ok.output
     files = unzip(built.bundle)

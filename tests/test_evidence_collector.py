@@ -13,6 +13,7 @@ from censorwatch.cli import app
 from censorwatch.evidence import merkle
 from censorwatch.evidence.bundle import verify_bundle
 from censorwatch.evidence.formats import InclusionProof, TreeHead
+from censorwatch.evidence.log import TransparencyLog
 from censorwatch.evidence.monitor import check_log
 from censorwatch.probe.submit import submit_or_queue
 from censorwatch.signing.keys import generate_key_file
@@ -122,7 +123,10 @@ def test_the_national_event_found_in_the_store_exports_and_verifies(tmp_path: Pa
     done = runner.invoke(app, ["evidence", "export", "--event", event["event_id"], "--db",
                                str(db), "--archive", str(archive), "--out", str(out)])  # fmt: skip
     assert done.exit_code == 0, done.output
-    checked = runner.invoke(app, ["evidence", "verify", str(out)])
+    # VERIFIED needs a trust source: the log id its operator publishes (evidence log-info).
+    with TransparencyLog(archive / "transparency-log") as log:
+        published = log.log_id
+    checked = runner.invoke(app, ["evidence", "verify", str(out), "--log-id", published])
     assert checked.exit_code == 0, checked.output
     result = verify_bundle(out)
     assert result.measurements == len(set(event["evidence"]))

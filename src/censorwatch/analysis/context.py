@@ -156,7 +156,10 @@ class WebAnalysis:
 
     def ctrl_tls_ok(self, ip: str, port: int, host: str) -> bool | None:
         """Did the control's handshake to this address (with this name) work; None: untested."""
-        entry = self.ctrl.tls.get(f"{ip}:{port}") or self.ctrl.tls.get(f"[{ip}]:{port}")
+        tls = self.ctrl.tls
+        if not tls:
+            return None  # (most controls tried no handshake: no keys to format)
+        entry = tls.get(f"{ip}:{port}") or tls.get(f"[{ip}]:{port}")
         if entry is None:
             return None
         sni, failure = entry

@@ -29,7 +29,12 @@ from censorwatch.analysis.walk import analyze_web
 from censorwatch.model import Layers, Verdict, derive_measurement_uid
 from censorwatch.netinfo import AddressPlan, address_plan
 from censorwatch.observations.builder import as_str, host_display, observe, url_parts
-from censorwatch.observations.reader import Loaded, iter_measurements
+from censorwatch.observations.reader import (
+    JSON_ERRORS,
+    Loaded,
+    iter_measurements,
+    json_problem,
+)
 from censorwatch.observations.schema import STRUCT_OPTIONS, Measurement, to_typed
 from censorwatch.times import parse_time, rfc3339
 
@@ -100,7 +105,8 @@ def analyze_raw(raw: bytes, fps: Fingerprints, plan: AddressPlan) -> Analyzed:
     Everything the analysis does not read is skipped by the decoder. A measurement without a
     ``measurement_uid`` is also read whole, once, to derive it; one with values of an odd type
     (which the typed decode refuses) takes the ``analyze(dict)`` road, which prunes them.
-    Raises ``msgspec.DecodeError`` only for bytes that are not JSON.
+    Raises one of ``observations.reader.JSON_ERRORS`` only for bytes that are not JSON (not
+    UTF-8, or nested too deeply).
     """
     try:
         env = _ENVELOPE.decode(raw)
@@ -144,12 +150,12 @@ def analyze_item(
     if raw[:1] == b"{":  # reader items are stripped: any other start is not an object
         try:
             return analyze_raw(raw, fps, plan), None
-        except msgspec.DecodeError:
+        except JSON_ERRORS:
             pass
     try:
         doc = _DECODE_ANY(raw)
-    except msgspec.DecodeError as exc:
-        return None, f"invalid JSON: {exc}"
+    except JSON_ERRORS as exc:
+        return None, json_problem(exc)
     return None, f"not a JSON object ({type(doc).__name__})"
 
 
@@ -229,6 +235,13 @@ def _start_time(text: str) -> str:
         return ""
 
 
+@lru_cache(maxsize=1024)
+def _confidence(value: float) -> float:
+    """A confidence as the record states it: within [0, 1], two decimals (remembered: the rules
+    produce a few dozen distinct values, and ``round`` to digits is slow)."""
+    return round(max(0.0, min(1.0, value)), 2)
+
+
 @lru_cache(maxsize=4096)
 def _target(url: str) -> str:
     return host_display(url_parts(url)[1])
@@ -305,7 +318,7 @@ def _build(
 ) -> Verdict:
     host = _target(url) if url else ""
     asn = _asn_text(probe_asn) if probe_asn.__class__ in (str, int) else "AS0"
-    confidence = round(max(0.0, min(1.0, outcome.confidence)), 2)
+    confidence = _confidence(outcome.confidence)
     blocked = outcome.verdict == "blocked"
     return Verdict(
         measurement_uid=uid,
@@ -321,5 +334,11 @@ def _build(
         confirmed=bool(outcome.fingerprint) and blocked,
         fingerprint=outcome.fingerprint if blocked else None,
         evidence=list(dict.fromkeys(outcome.evidence)),
-        layers=Layers(**outcome.layers),  # type: ignore[arg-type]
+        layers=_layers(outcome.layers),
     )
+
+
+def _layers(states: dict[str, str | None]) -> Layers:
+    """The record's ``Layers`` from the outcome's four layer states (positional: this runs once
+    per measurement, and unpacking a mapping into keywords costs more)."""
+    return Layers(states["dns"], states["tcp"], states["tls"], states["http"])  # type: ignore[arg-type]

@@ -73,5 +73,6 @@ def hops(a: WebAnalysis) -> list[Hop]:
             scheme = "https" if port == 443 else "http"
             found.append((q.depth, q.hostname, scheme, port))
             seen_depths.add(q.depth)
-    found.sort(key=lambda h: h[0])
+    if len(found) > 1:
+        found.sort(key=lambda h: h[0])
     return found

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from censorwatch.api.params import filters
@@ -75,9 +75,11 @@ async def list_measurements(
 @router.get("/raw_measurement", summary="The stored measurement, as submitted (scrubbed)")
 async def raw_measurement(
     request: Request, measurement_uid: str = Query(..., min_length=1, max_length=128)
-) -> JSONResponse:
+) -> Response:
+    """Served as the bytes the archive holds (canonical JSON), without decoding them: the
+    cost of a request is the size of the measurement, whatever its shape."""
     pipeline = request.app.state.pipeline
-    measurement = await run_in_threadpool(pipeline.raw, measurement_uid)
-    if measurement is None:
+    raw = await run_in_threadpool(pipeline.raw_bytes, measurement_uid)
+    if raw is None:
         return JSONResponse({"error": "measurement not found"}, status_code=404)
-    return JSONResponse(measurement)
+    return Response(raw, media_type="application/json")

@@ -5,6 +5,11 @@ place that knows every stage; a caller may pass ``extra_routers``. Routes reach 
 through ``request.app.state``:
 ``store`` (the ``Store``), ``pipeline`` (raw lookups, ``on_accepted`` hooks), ``collector``
 (None for a read-only API) and ``metrics``.
+
+The interactive API viewers (``/docs``, ``/redoc``) are off: FastAPI loads them from a CDN,
+and nothing this app serves may pull code from another site. ``/openapi.json`` stays. Every
+response carries a strict ``Content-Security-Policy`` unless its route set its own (the
+explorer's pages allow their own static files).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from censorwatch.api import aggregation, measurements, ops
 from censorwatch.collector import routes as collector_routes
@@ -31,6 +37,35 @@ ROUTERS: list[Any] = [
     events_api.router,
     explorer_routes.router,
 ]
+
+
+#: For responses that load nothing (JSON, plain text, errors): nothing may run or be framed.
+DEFAULT_SECURITY_HEADERS: dict[bytes, bytes] = {
+    b"content-security-policy": b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'",
+    b"x-content-type-options": b"nosniff",
+}
+
+
+class SecurityHeaders:
+    """ASGI middleware: adds ``DEFAULT_SECURITY_HEADERS`` that a response does not set itself."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [(k, v) for k, v in DEFAULT_SECURITY_HEADERS.items() if k not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def create_app(
@@ -58,7 +93,10 @@ def create_app(
         version=__version__,
         summary="Measurements of internet censorship, their verdicts, and aggregates.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    app.add_middleware(SecurityHeaders)
     app.state.pipeline = pipeline
     app.state.store = pipeline.store
     app.state.collector = collector

@@ -399,12 +399,16 @@ def export_evidence(run: DemoRun, event: dict[str, Any], asn_db: Path) -> None:
         f"evidence bundle for {event['target']} in {event['cc']} "
         f"({', '.join(event['asns'])}) written to [bold]{bundle}[/bold]"
     )
+    log_id = export.stdout.strip().rsplit(" ", 1)[-1]  # the demo's own collector's log
     verify = subprocess.run(
-        _cw("evidence", "verify", str(bundle)), capture_output=True, text=True, check=False
+        _cw("evidence", "verify", str(bundle), "--log-id", log_id),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     run.console.print(verify.stdout.strip() or verify.stderr.strip())
     status = "[green]verified offline[/green]" if verify.returncode == 0 else "[red]FAILED[/red]"
-    run.say(f"evidence bundle {status}: censorwatch evidence verify {bundle}")
+    run.say(f"evidence bundle {status}: censorwatch evidence verify {bundle} --log-id {log_id}")
 
 
 def _make_probe_keys(run: DemoRun, networks: list[str]) -> None:

@@ -36,6 +36,7 @@ from censorwatch.collector.derive import (
     unverified,
 )
 from censorwatch.collector.metrics import Metrics
+from censorwatch.collector.validate import MAX_ITEMS, count_items
 from censorwatch.durable import write_atomic
 from censorwatch.model import canonical_json, derive_measurement_uid
 from censorwatch.store.base import ArchiveLocation, MeasurementRow, Store
@@ -394,20 +395,71 @@ class Pipeline:
         self._save_log_position()
         self.archive.close()
 
-    def raw(self, measurement_uid: str) -> dict[str, Any] | None:
-        """The stored measurement, read back from the archive."""
+    def _archived_line(self, measurement_uid: str) -> bytes | None:
+        """The archive line holding ``measurement_uid``, found without decoding any line."""
         location = self.store.location(measurement_uid)
         if location is None:
             return None
-        needle = measurement_uid.encode()
+        needle = b'"measurement_uid":"' + measurement_uid.encode() + b'"'
         try:
             block = self.archive.read_block(location)
         except TornBlock:
             log.error("archive block %s of %s is unreadable", location, measurement_uid)
             return None
         for line in block:
-            if needle in line:
-                env = msgspec.json.decode(line)
-                if env.get("measurement_uid") == measurement_uid:
-                    return env["measurement"]
+            if line.endswith(b"}") and needle in line:
+                tail = _envelope_tail(line)
+                if tail is not None and tail.measurement_uid == measurement_uid:
+                    return line
+        return None
+
+    def raw_bytes(self, measurement_uid: str) -> bytes | None:
+        """The stored measurement as the bytes it was archived as (canonical JSON), cut out of
+        its archive line: serving it costs its size, never a decode and re-encode."""
+        line = self._archived_line(measurement_uid)
+        if line is None:
+            return None
+        return line[len(_ENVELOPE_HEAD) : line.rfind(_ENVELOPE_TAIL)]
+
+    def raw(
+        self, measurement_uid: str, *, max_items: int | None = MAX_ITEMS
+    ) -> dict[str, Any] | None:
+        """The stored measurement, read back from the archive and decoded.
+
+        Decoding is where a measurement's shape costs memory (a million ``{}`` are 3 MB of
+        bytes and ~100 MB of objects), so one of more than ``max_items`` values and keys (the
+        collector's own budget; None: no limit) raises ``ValueError`` instead.
+        """
+        raw = self.raw_bytes(measurement_uid)
+        if raw is None:
+            return None
+        if max_items is not None and count_items(raw) > max_items:
+            raise ValueError(f"{measurement_uid} holds more than {max_items} values and keys")
+        return msgspec.json.decode(raw)
+
+
+#: An archive line is canonical JSON, keys sorted, so it is always
+#: ``{"measurement":{...},"measurement_uid":"...","received_at":...}``: the measurement's bytes
+#: lie between the head and the *last* ``,"measurement_uid":`` (inside a JSON string a quote is
+#: escaped, so that sequence can only be structure; the measurement's own ``measurement_uid``
+#: key comes before the envelope's).
+_ENVELOPE_HEAD = b'{"measurement":'
+_ENVELOPE_TAIL = b',"measurement_uid":'
+
+
+class _Tail(msgspec.Struct):
+    """The envelope's fields after the measurement."""
+
+    measurement_uid: str
+    received_at: str
+
+
+def _envelope_tail(line: bytes) -> _Tail | None:
+    """The small fields after the measurement, or None if ``line`` is not an envelope."""
+    cut = line.rfind(_ENVELOPE_TAIL)
+    if not line.startswith(_ENVELOPE_HEAD) or cut < len(_ENVELOPE_HEAD):
+        return None
+    try:
+        return msgspec.json.decode(b"{" + line[cut + 1 :], type=_Tail)
+    except (msgspec.DecodeError, msgspec.ValidationError):
         return None

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from censorwatch.collector.service import Collector, Unavailable
 from censorwatch.collector.validate import Invalid
@@ -58,18 +59,21 @@ def _collector(request: Request) -> Collector:
     return collector
 
 
-async def _body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+async def _body(request: Request, limit: int) -> bytearray:
+    """The body, refused (413) as soon as it passes ``limit``; one buffer, never joined (a
+    list of chunks joined at the end would hold the body twice)."""
+    declared = request.headers.get("content-length") or ""
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise Invalid(f"body larger than {limit} bytes", status=413)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Invalid(f"body larger than {limit} bytes", status=413)
-        chunks.append(chunk)
-    return b"".join(chunks)
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            if len(body) + len(chunk) > limit:
+                raise Invalid(f"body larger than {limit} bytes", status=413)
+            body += chunk
+    except ClientDisconnect:  # gone, or closed by the server's read deadline
+        raise Invalid("the client went away before its body was complete", status=400) from None
+    return body
 
 
 def _refuse(request: Request, exc: Invalid | Unavailable) -> JSONResponse:

@@ -1,4 +1,4 @@
-"""The log's HTTP face: the three read-only routes that monitors and auditors use.
+"""The log's HTTP face: the read-only routes that monitors and auditors use.
 
 ``log_router(log)`` returns a FastAPI router; the collector's app includes it. Hashes are
 lower-case hex, signatures standard base64 (docs/evidence.md, "Log API").
@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import PlainTextResponse
 
 from censorwatch.evidence import merkle
 from censorwatch.evidence.log import TransparencyLog
@@ -24,6 +25,12 @@ def log_router(log: TransparencyLog, prefix: str = "/api/v1/log") -> APIRouter:
     def sth() -> dict[str, Any]:
         """The latest signed tree head, covering every measurement accepted so far."""
         return log.publish_head().to_json()
+
+    @router.get("/checkpoint", response_class=PlainTextResponse)
+    def checkpoint() -> PlainTextResponse:
+        """The latest tree head as a C2SP checkpoint (signed note), for witnesses."""
+        note = log.checkpoint_for(log.publish_head())
+        return PlainTextResponse(str(note), media_type="text/plain; charset=utf-8")
 
     @router.get("/key")
     def key() -> dict[str, Any]:

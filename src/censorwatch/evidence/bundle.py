@@ -6,6 +6,8 @@ Layout (every JSON file is canonical JSON, see docs/evidence.md)::
                            other file, and the log's signature over all of that
     log_key.json           the log's public key (compare its log_id with the published one)
     tree_head.json         ONE signed tree head; every proof below leads to its root
+    checkpoint.txt         the same tree head as a C2SP checkpoint (signed note): the log's
+                           signature, then any witness cosignatures gathered at export
     measurements/NNNNN.json  the measurements exactly as logged (``x_signature`` included)
     proofs/NNNNN.json      inclusion proof of measurement NNNNN
     probe_keys.json        the probe public keys that signed measurements
@@ -14,16 +16,15 @@ Layout (every JSON file is canonical JSON, see docs/evidence.md)::
     report.html            the story for people; re-rendered and compared by ``verify``
 
 ``verify_bundle`` trusts nothing in the zip: it checks every hash, signature and proof, re-runs
-the analysis, re-renders the report, and names every item that does not hold.
+the analysis, re-renders the report, and names every item that does not hold. Whether the log
+itself is one to trust is the verifier's decision, not the bundle's (``evidence/trust.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import html
-import io
 import tempfile
-import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,15 +34,25 @@ import markupsafe
 import msgspec
 
 from censorwatch import __version__
-from censorwatch.evidence import merkle
+from censorwatch.evidence import bundlezip, merkle
 from censorwatch.evidence.formats import (
     MANIFEST_CONTEXT,
     InclusionProof,
     TreeHead,
+    checkpoint_origin,
     entry_leaf_hash,
     log_id,
 )
 from censorwatch.evidence.log import TransparencyLog
+from censorwatch.evidence.note import (
+    ED25519_TYPE,
+    Checkpoint,
+    Note,
+    NoteError,
+    Signature,
+    VerifierKey,
+    verify_note_signature,
+)
 from censorwatch.evidence.report import render_report
 from censorwatch.model import canonical_json, derive_measurement_uid
 from censorwatch.signing.encoding import ED25519, b64decode, b64encode, ed25519_verify, key_id
@@ -50,11 +61,14 @@ from censorwatch.times import rfc3339, utcnow
 
 FORMAT = "censorwatch-evidence-bundle/1"
 SAFE_PROBE_IPS = (None, "", "127.0.0.1")
+CHECKPOINT_FILE = "checkpoint.txt"
 MAX_ENTRIES = 200_000
 MAX_FILE_BYTES = 64 << 20
 MAX_TOTAL_BYTES = 1 << 30
 
 Analyzer = Callable[[dict[str, Any]], dict[str, Any]]
+#: Asks witnesses to cosign the log's checkpoint; returns their signature lines.
+Cosigner = Callable[[Note], list[Signature]]
 
 #: Analyzers built from bundled inputs, keyed by the inputs' content: loading fingerprints
 #: costs far more than checking a bundle, and identical bytes give an identical analysis.
@@ -86,6 +100,9 @@ class Verification:
     root_hash: str | None = None
     log_id: str | None = None
     tree_head_time: int | None = None
+    #: The bundle's checkpoint (log signature and cosignatures), once checked against the
+    #: tree head and the log key; ``None`` for bundles made before checkpoints.
+    checkpoint: Note | None = None
     probe_keys: list[str] = field(default_factory=list)
     #: What a reader should know although nothing failed (e.g. how the report was checked).
     notes: list[str] = field(default_factory=list)
@@ -211,11 +228,13 @@ def export_bundle(
     fingerprints_dir: Path | None = None,
     asn_db: Path | None = None,
     created_at: str | None = None,
+    cosigner: Cosigner | None = None,
 ) -> dict[str, Any]:
     """Write a bundle of ``measurements`` (all must be in ``log``); returns the manifest.
 
     The verdicts come from ``analysis.analyze`` with the given fingerprints and address plan,
-    which travel in the bundle so that anyone can re-derive them.
+    which travel in the bundle so that anyone can re-derive them. ``cosigner`` gathers
+    witness cosignatures on the checkpoint before the manifest binds it.
     """
     analyzer = make_analyzer(fingerprints_dir, asn_db)
     inputs, analysis_meta = _analysis_files(fingerprints_dir, asn_db)
@@ -241,8 +260,11 @@ def export_bundle(
         raise ExportError("no measurements to export")
     ordered = sorted(chosen.items(), key=lambda kv: kv[1][0])
     head = log.publish_head()
+    checkpoint = log.checkpoint_for(head)
+    if cosigner is not None:
+        checkpoint = Note(checkpoint.text, checkpoint.signatures + tuple(cosigner(checkpoint)))
 
-    files: dict[str, bytes] = {}
+    files: dict[str, bytes] = {CHECKPOINT_FILE: str(checkpoint).encode("utf-8")}
     entries: list[dict[str, Any]] = []
     verdicts: list[dict[str, Any]] = []
     probe_keys: dict[str, dict[str, str]] = {}
@@ -292,12 +314,11 @@ def export_bundle(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name, data in [("manifest.json", canonical_json(manifest)), *sorted(files.items())]:
-            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, data)
+    members = [("manifest.json", canonical_json(manifest)), *sorted(files.items())]
+    try:
+        bundlezip.write_members(tmp, members)
+    except bundlezip.MemberNameError as exc:
+        raise ExportError(f"cannot be written as a bundle: {exc}") from None
     tmp.replace(out)
     return manifest
 
@@ -305,39 +326,13 @@ def export_bundle(
 # -- verify ----------------------------------------------------------------------------------------
 
 
-def _read_zip(data: bytes, result: Verification) -> dict[str, bytes] | None:
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-        infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        result.fail("bundle", f"not a readable zip file: {exc}")
-        return None
-    if len(infos) > MAX_ENTRIES:
-        result.fail("bundle", f"more than {MAX_ENTRIES} files")
-        return None
-    files: dict[str, bytes] = {}
-    total = 0
-    for info in infos:
-        name = info.filename
-        if info.is_dir():
-            continue
-        if name.startswith("/") or ".." in name.split("/") or "\\" in name:
-            result.fail(name, "unsafe file name")
-            continue
-        if name in files:
-            result.fail(name, "appears twice in the zip")
-            continue
-        if info.file_size > MAX_FILE_BYTES or total + info.file_size > MAX_TOTAL_BYTES:
-            result.fail(name, "too large")
-            continue
-        try:
-            content = zf.read(info)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-            result.fail(name, f"cannot be read from the zip: {exc}")
-            continue
-        total += len(content)
-        files[name] = content
-    return files
+def _read_zip(source: str | Path | bytes, result: Verification) -> dict[str, bytes] | None:
+    """The members that pass the container's rules (``bundlezip``); each refusal is a problem."""
+    limits = bundlezip.ZipLimits(MAX_ENTRIES, MAX_FILE_BYTES, MAX_TOTAL_BYTES)
+    read = bundlezip.read_members(source, limits)
+    for refusal in read.refusals:
+        result.fail(refusal.member, refusal.rule)
+    return read.files if read.readable else None
 
 
 def _load_json(files: dict[str, bytes], name: str, result: Verification) -> Any:
@@ -383,8 +378,7 @@ def _verify(
     require_signatures: bool,
     analyzer: Analyzer | None,
 ) -> None:
-    data = path if isinstance(path, bytes) else Path(path).read_bytes()
-    files = _read_zip(data, result)
+    files = _read_zip(path, result)
     if files is None:
         return
 
@@ -400,6 +394,7 @@ def _verify(
     log_pub = _check_log_key(files, manifest, log_public_key, result)
     _check_manifest(files, manifest, log_pub, result)
     head = _check_tree_head(files, log_pub, result)
+    _check_checkpoint(files, log_pub, head, result)
 
     entries = manifest.get("measurements")
     if not isinstance(entries, list):
@@ -521,6 +516,43 @@ def _check_tree_head(
     result.root_hash = head.root_hash.hex()
     result.tree_head_time = head.timestamp
     return head
+
+
+def _check_checkpoint(
+    files: dict[str, bytes], log_pub: bytes | None, head: TreeHead | None, result: Verification
+) -> None:
+    """The checkpoint is the tree head's own statement, signed by the same log key."""
+    data = files.get(CHECKPOINT_FILE)
+    if data is None:
+        result.notes.append(
+            f"the bundle has no {CHECKPOINT_FILE} (made before checkpoints): "
+            "witness cosignatures cannot be checked"
+        )
+        return
+    try:
+        note = Note.parse(data)
+        checkpoint = Checkpoint.parse(note.text)
+    except NoteError as exc:
+        result.fail(CHECKPOINT_FILE, f"malformed: {exc}")
+        return
+    if log_pub is None:
+        return
+    origin = checkpoint_origin(log_id(log_pub))
+    if checkpoint.origin != origin:
+        result.fail(CHECKPOINT_FILE, f"origin {checkpoint.origin!r} is not this log's ({origin})")
+        return
+    key = VerifierKey(origin, ED25519_TYPE, log_pub)
+    signed = note.signed_by(key)
+    if not signed or not all(verify_note_signature(note.text, s, key) for s in signed):
+        result.fail(CHECKPOINT_FILE, "the log's signature does not verify")
+        return
+    if head is not None and (checkpoint.tree_size, checkpoint.root_hash) != (
+        head.tree_size,
+        head.root_hash,
+    ):
+        result.fail(CHECKPOINT_FILE, "is not the tree head of tree_head.json")
+        return
+    result.checkpoint = note
 
 
 def _check_measurement(

@@ -49,6 +49,11 @@ def log_id(public_key: bytes) -> str:
     return hashlib.sha256(public_key).hexdigest()
 
 
+def checkpoint_origin(log_id_hex: str) -> str:
+    """The origin line (and key name) of a log's C2SP checkpoints: bound to its key."""
+    return f"censorwatch/log/{log_id_hex}"
+
+
 # -- log entries -----------------------------------------------------------------------------------
 
 

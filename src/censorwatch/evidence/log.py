@@ -41,9 +41,11 @@ from censorwatch.evidence.formats import (
     MANIFEST_CONTEXT,
     InclusionProof,
     TreeHead,
+    checkpoint_origin,
     entry_leaf_hash,
     sign_tree_head,
 )
+from censorwatch.evidence.note import Checkpoint, Note, NoteSigner, sign_checkpoint
 from censorwatch.model import canonical_json
 from censorwatch.signing.encoding import public_key_bytes
 from censorwatch.signing.keys import load_or_create
@@ -308,6 +310,17 @@ class TransparencyLog:
                 if head.tree_size == tree_size:
                     return head
             raise merkle.ProofError(f"no tree head of size {tree_size} was published")
+
+    @property
+    def origin(self) -> str:
+        """The origin line of this log's checkpoints (also its note key name)."""
+        return checkpoint_origin(self.log_id)
+
+    def checkpoint_for(self, head: TreeHead) -> Note:
+        """``head`` as a C2SP checkpoint signed by the log (Ed25519 is deterministic, so the
+        same head always gives the same note, and nothing more needs storing)."""
+        checkpoint = Checkpoint(self.origin, head.tree_size, head.root_hash)
+        return sign_checkpoint(checkpoint, NoteSigner(self.origin, self._key))
 
     def sign_manifest(self, payload: bytes) -> bytes:
         """Sign a bundle manifest; the context prefix keeps this apart from tree heads."""

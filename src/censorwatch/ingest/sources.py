@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 from urllib.parse import urlsplit
 
 KEY_RE = re.compile(
@@ -69,7 +69,13 @@ class Selection:
         return not (self.tests and f.test.replace("_", "") not in self.tests)
 
 
+class SourceReadError(OSError):
+    """A file of the source could not be fetched or read (the source's own errors, as one)."""
+
+
 class Source(Protocol):
+    """Files are opened as byte streams whose failures are ``OSError``s."""
+
     name: str
 
     def files(self, selection: Selection) -> Iterator[RawFile]: ...
@@ -92,12 +98,21 @@ class DirectorySource:
             if not selection.day_wanted(day):
                 continue
             for path in sorted((raw / day).glob("*/*/*/*.jsonl.gz")):
-                f = RawFile.from_key(path.relative_to(self.root).as_posix(), path.stat().st_size)
+                f = RawFile.from_key(path.relative_to(self.root).as_posix(), _size(path))
                 if f is not None and selection.wants(f):
                     yield f
 
     def open(self, f: RawFile) -> IO[bytes]:
         return open(self.root / f.key, "rb")
+
+
+def _size(path: Path) -> int:
+    """The file's size; 0 when it cannot be looked at (a dangling link): opening it then fails
+    and names the file, instead of the listing failing for every file."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 class S3Source:
@@ -147,7 +162,38 @@ class S3Source:
             yield from sorted(found, key=lambda f: f.key)
 
     def open(self, f: RawFile) -> IO[bytes]:
-        return self._s3.get_object(Bucket=self.bucket, Key=self._key(f.key))["Body"]
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            body = self._s3.get_object(Bucket=self.bucket, Key=self._key(f.key))["Body"]
+        except (BotoCoreError, ClientError) as exc:
+            raise SourceReadError(str(exc)) from exc
+        return _S3Body(body)  # type: ignore[return-value]
+
+
+class _S3Body:
+    """An object's body whose read failures (a reset, a timeout, a short body) are
+    ``SourceReadError``s, so a failing read names the file and the run goes on."""
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+
+    def read(self, size: int = -1) -> bytes:
+        from botocore.exceptions import BotoCoreError
+
+        try:
+            return self._body.read(size if size >= 0 else None)
+        except (BotoCoreError, OSError) as exc:
+            raise SourceReadError(str(exc)) from exc
+
+    def close(self) -> None:
+        self._body.close()
+
+    def __enter__(self) -> _S3Body:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def open_source(spec: str, *, endpoint_url: str | None = None) -> Source:

@@ -151,7 +151,7 @@ def depth_of(tags: Any) -> int:
         if "depth=0" in tags:
             return 0
         for tag in tags:
-            if isinstance(tag, str) and tag[:6] == "depth=":
+            if isinstance(tag, str) and tag.startswith("depth="):
                 depth = _DEPTHS.get(tag)
                 if depth is None:
                     depth = max(0, as_int(_int_or_none(tag[6:]), 0))
@@ -168,8 +168,10 @@ def _int_or_none(text: str) -> int | None:
         return None
 
 
+@lru_cache(maxsize=8192)
 def split_address(address: str) -> tuple[str, int]:
-    """``1.2.3.4:443`` or ``[::1]:443`` -> (ip, port); port 0 when absent."""
+    """``1.2.3.4:443`` or ``[::1]:443`` -> (ip, port); port 0 when absent (remembered: the
+    same few addresses recur in every handshake of a measurement and across a report)."""
     if address.startswith("["):
         host, _, rest = address[1:].partition("]")
         return host, as_int(_int_or_none(rest.lstrip(":")) if rest else 0)
@@ -215,12 +217,6 @@ def _dns_obs(q: schema.Query) -> DnsObs:
                         asns[ip] = asn
     if not addrs and q.addresses:
         addrs = [a for a in q.addresses if isinstance(a, str)]
-    host = q.hostname or ""
-    if not host.islower() or host[-1:] == ".":
-        host = host.lower().rstrip(".")
-    engine = q.engine or ""
-    if not engine.islower() and engine:
-        engine = engine.lower()
     tags = q.tags
     if tags:
         depth = 0 if "depth=0" in tags else depth_of(tags)
@@ -229,8 +225,30 @@ def _dns_obs(q: schema.Query) -> DnsObs:
     else:
         depth, classic, redirect = 0, False, False
     return DnsObs(
-        host, engine, q.failure or None, addrs, asns, depth, classic, q.differs, redirect, q
+        _host_name(q.hostname or ""),
+        _engine_name(q.engine or ""),
+        q.failure or None,
+        addrs,
+        asns,
+        depth,
+        classic,
+        q.differs,
+        redirect,
+        q,
     )
+
+
+@lru_cache(maxsize=4096)
+def _host_name(host: str) -> str:
+    """A queried name as the rules compare it: lower case, no trailing dot (remembered)."""
+    if not host.islower() or host[-1:] == ".":
+        return host.lower().rstrip(".")
+    return host
+
+
+@lru_cache(maxsize=256)
+def _engine_name(engine: str) -> str:
+    return engine.lower()
 
 
 def observe(tk: schema.TestKeys) -> Observations:
@@ -272,52 +290,62 @@ def observe(tk: schema.TestKeys) -> Observations:
     requests = [r for r in tk.requests or () if r is not None]
     n = len(requests)
     for index, r in enumerate(requests):
-        url = (r.request.url if r.request else None) or ""
+        request = r.request
+        url = (request.url if request else None) or ""
         scheme, host, _ = url_parts(url)
         response = r.response
         if response is not None:
             body = response.body
-            if body is not None and not isinstance(body, str):
+            if body is not None and body.__class__ is not str:
                 body = maybe_binary({"format": body.format, "data": body.data})
             status = response.code or 0
             truncated = response.body_is_truncated is True
         else:
             body, status, truncated = None, 0, False
         tags = r.tags
+        # Positional arguments, in field order: HttpObs(url, host, scheme, failure, status,
+        # body, body_length, truncated, depth, response, request).
         http.append(
             HttpObs(
-                url=url,
-                host=host,
-                scheme=scheme,
-                failure=r.failure or None,
-                status=status,
-                body=body,
-                body_length=len(body) if body is not None else -1,
-                truncated=truncated,
-                depth=depth_of(tags) if tags else n - 1 - index,
-                response=response,
-                request=r.request,
+                url,
+                host,
+                scheme,
+                r.failure or None,
+                status,
+                body,
+                len(body) if body is not None else -1,
+                truncated,
+                depth_of(tags) if tags else n - 1 - index,
+                response,
+                request,
             )
         )
     if n > 1:
-        http.sort(key=lambda h: h.depth)
+        http.sort(key=_depth_key)
 
+    events = tk.network_events
     return Observations(
-        queries=queries,
-        tcp=tcp,
-        tls=tls,
-        http=http,
-        control=_control(tk),
-        duplicates=duplicates,
-        quic=quic,
-        throughput=tk.x_throughput,
-        network_events=[
+        queries,
+        tcp,
+        tls,
+        http,
+        _control(tk),
+        duplicates,
+        quic,
+        tk.x_throughput,
+        [
             {"operation": e.operation, "num_bytes": e.num_bytes, "t": e.t, "tags": e.tags}
-            for e in tk.network_events or ()
+            for e in events
             if e is not None and e.operation == "bytes_received_cumulative"
-        ],
-        depth_tagged=any(t.depth for t in tcp) or any(t.depth for t in tls),
+        ]
+        if events
+        else [],
+        any(t.depth for t in tcp) or any(t.depth for t in tls),
     )
+
+
+def _depth_key(step: HttpObs) -> int:
+    return step.depth
 
 
 def _sni_probe(tags: list[Any]) -> str | None:
@@ -360,18 +388,21 @@ def _control(tk: schema.TestKeys) -> ControlObs:
     failure = tk.control_failure or None
     if raw is None:
         return ControlObs(available=False, failure=failure or "no control data")
-    ctrl = ControlObs(available=failure is None, failure=failure)
+    # Every field is worked out first and the record built once, in field order (this runs
+    # once per measurement; setting a dozen attributes afterwards costs more).
+    dns_failure: str | None = None
+    dns_addrs: list[str] = []
     if raw.dns is not None:
-        ctrl.dns_failure = raw.dns.failure or None
+        dns_failure = raw.dns.failure or None
         # Old controls listed CNAME targets among the addresses: keep addresses only.
-        ctrl.dns_addrs = [a for a in raw.dns.addrs or () if a.__class__ is str and _is_ip(a)]
+        dns_addrs = [a for a in raw.dns.addrs or () if a.__class__ is str and _is_ip(a)]
+    tcp: dict[str, str | None] = {}
     if raw.tcp_connect:
-        tcp = ctrl.tcp
         for key, value in raw.tcp_connect.items():
             if value.__class__ is dict:
                 tcp[key] = _control_step_failure(value)
+    tls: dict[str, tuple[str, str | None]] = {}
     if raw.tls_handshake:
-        tls = ctrl.tls
         for key, value in raw.tls_handshake.items():
             if value.__class__ is not dict:
                 continue
@@ -379,28 +410,45 @@ def _control(tk: schema.TestKeys) -> ControlObs:
             tls[key] = (sni.lower() if sni.__class__ is str else "", _control_step_failure(value))
     http = raw.http_request
     if http is not None:
-        ctrl.http_present = True
-        ctrl.http_failure = http.failure or None
-        ctrl.http_status = http.status_code or 0
-        ctrl.http_body_length = http.body_length if http.body_length is not None else -1
-        ctrl.http_title = http.title or ""
-        ctrl.http_headers = {
-            k.lower(): v for k, v in (http.headers or {}).items() if isinstance(v, str)
-        }
+        http_failure = http.failure or None
+        http_status = http.status_code or 0
+        http_body_length = http.body_length if http.body_length is not None else -1
+        http_title = http.title or ""
+        http_headers = {k.lower(): v for k, v in (http.headers or {}).items() if isinstance(v, str)}
+    else:
+        http_failure, http_status, http_body_length, http_title = None, 0, -1, ""
+        http_headers = {}
+    quic_ok = False
     for value in (raw.quic_handshake or {}).values():
         if value.__class__ is dict and value.get("failure") is None and value.get("status"):
-            ctrl.quic_ok = True
+            quic_ok = True
+    asns: dict[str, int] = {}
     if raw.ip_info:
-        asns = ctrl.asns
         for ip, info in raw.ip_info.items():
             if info.__class__ is dict:
                 asn = info.get("asn")
                 if asn.__class__ is int and asn > 0:
                     asns[ip] = asn
-    if not (ctrl.dns_addrs or ctrl.dns_failure or ctrl.http_present or ctrl.tcp):
-        ctrl.available = False
-        ctrl.failure = ctrl.failure or "empty control response"
-    return ctrl
+    available = failure is None
+    if not (dns_addrs or dns_failure or http is not None or tcp):
+        available = False
+        failure = failure or "empty control response"
+    return ControlObs(
+        available,
+        failure,
+        dns_failure,
+        dns_addrs,
+        tcp,
+        tls,
+        http_failure,
+        http_status,
+        http_body_length,
+        http_title,
+        http_headers,
+        http is not None,  # http_present
+        asns,
+        quic_ok,
+    )
 
 
 _IS_IP: dict[str, bool] = {}

@@ -18,7 +18,6 @@ import sys
 import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,17 +26,38 @@ import msgspec
 SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 MAX_FILE_BYTES = 1 << 30  # one decompressed JSON document; larger ones are refused, not read
 MAX_LINE_BYTES = 256 << 20  # one JSONL line; a longer one is an error item, then reading goes on
-BLOCK_BYTES = 8 << 20  # JSONL is read this many decompressed bytes at a time
+BLOCK_BYTES = 8 << 20  # a file up to this size is read whole (a document, else JSONL)
+# Past the first block, JSONL is read this many bytes at a time: small enough that the
+# allocator reuses the buffers instead of mapping fresh pages for each (fewer page faults).
+READ_BYTES = 256 << 10
 STDIN = "-"
+
+#: A file of more JSON lines than this is cut there (a named error item): a small gzip can
+#: inflate to a billion tiny lines, and no real measurement file holds nearly as many.
+MAX_ITEMS_PER_FILE = 1_000_000
+
+#: What decoding hostile bytes can raise: not JSON, not UTF-8, or nested past the decoder's
+#: recursion limit. Each becomes an error item naming the file and line, never a crash.
+JSON_ERRORS = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
 _decoder = msgspec.json.Decoder()
 _raw_decoder = msgspec.json.Decoder(msgspec.Raw)  # checks a document without building it
 _raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 
 
-@dataclass(frozen=True, slots=True)
-class Loaded:
-    """One JSON object, or the reason one could not be read, and where it came from."""
+def json_problem(exc: BaseException) -> str:
+    """The words for one of ``JSON_ERRORS``, as error items and the analysis print them."""
+    if isinstance(exc, RecursionError):
+        return "invalid JSON: nested too deeply"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"invalid JSON: not UTF-8 (byte {exc.start})"
+    return f"invalid JSON: {exc}"
+
+
+class Loaded(msgspec.Struct, frozen=True):
+    """One JSON object, or the reason one could not be read, and where it came from.
+
+    (A msgspec struct, built in C: one is made for every line read.)"""
 
     source: str
     measurement: dict[str, Any] | None = None  # the object (a measurement, or any record)
@@ -161,7 +181,7 @@ def _starts_as_jsonl(head: bytes) -> bool:
         return False  # one line longer than a block: a document
     try:
         _decoder.decode(first)
-    except msgspec.DecodeError:
+    except JSON_ERRORS:
         return False
     return True
 
@@ -175,11 +195,10 @@ def _read_whole(name: str, data: bytes, decode: bool = True) -> Iterator[Loaded]
     if not decode and stripped[:1] in (b"{", b"["):
         try:
             _raw_decoder.decode(stripped)
-        except msgspec.DecodeError as exc:
-            try:  # not one document: JSONL when its first line is JSON (as decoding reads it)
-                _raw_decoder.decode(stripped.split(b"\n", 1)[0].strip())
-            except msgspec.DecodeError:
-                yield Loaded(name, error=f"invalid JSON: {exc}")
+        except JSON_ERRORS as exc:
+            # Not one document: JSONL when its first line reads as a record of its own.
+            if not _first_line_is_a_record(stripped):
+                yield Loaded(name, error=json_problem(exc))
                 return
         else:
             yield from _raw_document(name, stripped)
@@ -188,12 +207,9 @@ def _read_whole(name: str, data: bytes, decode: bool = True) -> Iterator[Loaded]
     if stripped[:1] in (b"{", b"["):
         try:
             doc = _decoder.decode(stripped)
-        except msgspec.DecodeError as exc:
-            first = stripped.split(b"\n", 1)[0].strip()
-            try:
-                _decoder.decode(first)
-            except msgspec.DecodeError:
-                yield Loaded(name, error=f"invalid JSON: {exc}")
+        except JSON_ERRORS as exc:
+            if not _first_line_is_a_record(stripped):
+                yield Loaded(name, error=json_problem(exc))
                 return
         else:
             if isinstance(doc, dict):
@@ -208,6 +224,24 @@ def _read_whole(name: str, data: bytes, decode: bool = True) -> Iterator[Loaded]
                         yield Loaded(src, error=f"not a JSON object ({type(item).__name__})")
                 return
     yield from _read_lines(name, iter(data.splitlines()), decode)
+
+
+def _first_line_is_a_record(data: bytes) -> bool:
+    """Whether a file that is not one JSON document reads as JSONL: its first line is JSON, or
+    is bracketed as a record of its own (``{...}``, ``[...]``) however broken inside, so one
+    bad first line is reported alone and the lines after it are still read. A document
+    pretty-printed over several lines (first line ``{`` or ``{"a": 1,``) is not."""
+    first, newline, _ = data.partition(b"\n")
+    first = first.strip()
+    if not newline:
+        return False
+    if (first[:1], first[-1:]) in ((b"{", b"}"), (b"[", b"]")):
+        return True
+    try:
+        _decoder.decode(first)
+    except JSON_ERRORS:
+        return False
+    return True
 
 
 def _raw_document(name: str, doc: bytes) -> Iterator[Loaded]:
@@ -227,25 +261,39 @@ def _raw_document(name: str, doc: bytes) -> Iterator[Loaded]:
 def _lines(head: bytes, stream: IO[bytes]) -> Iterator[bytes | None]:
     """The lines of ``head`` and the rest of ``stream``, numbered as ``splitlines`` of the
     whole would number them; None stands for a line longer than ``MAX_LINE_BYTES``."""
-    carry = head
+    chunk = min(BLOCK_BYTES, READ_BYTES)
+    carry = head  # the bytes not yet split: they end with the start of an unfinished line
+    pieces: list[bytes] = []  # that line's earlier bytes, from blocks that held no newline
+    held = 0  # their length: a long line is joined once, not copied again with every block
     skipping = False  # inside a too-long line, until its end
     while True:
         cut = carry.rfind(b"\n") + 1
         if cut:
+            if pieces:
+                carry = b"".join([*pieces, carry])
+                cut += held
+                pieces, held = [], 0
             lines = _block_lines(carry, cut)
             if skipping:
                 next(lines, None)  # the end of the too-long line, already reported
                 skipping = False
             yield from lines
             carry = carry[cut:]
-        if len(carry) > MAX_LINE_BYTES:
+        if held + len(carry) > MAX_LINE_BYTES:
             if not skipping:
                 yield None
-            skipping, carry = True, b""
-        block = stream.read(BLOCK_BYTES)
+            skipping, carry, pieces, held = True, b"", [], 0
+        block = stream.read(chunk)
         if not block:
             break
-        carry += block
+        if carry and b"\n" not in block:
+            pieces.append(carry)
+            held += len(carry)
+            carry = block
+        else:
+            carry += block
+    if pieces:
+        carry = b"".join([*pieces, carry])
     if carry:
         lines = carry.splitlines()
         if skipping:
@@ -269,8 +317,14 @@ def _block_lines(data: bytes, end: int) -> Iterator[bytes]:
 
 
 def _read_lines(name: str, lines: Iterator[bytes | None], decode: bool = True) -> Iterator[Loaded]:
+    items = 0
     for lineno, line in enumerate(lines, 1):
         src = f"{name}:{lineno}"
+        items += 1
+        if items > MAX_ITEMS_PER_FILE:
+            yield Loaded(src, error=f"more than {MAX_ITEMS_PER_FILE:,} lines: the rest of the "
+                         "file is not read (split it)")  # fmt: skip
+            return
         if line is None:
             yield Loaded(src, error=f"line longer than {MAX_LINE_BYTES} bytes")
             continue
@@ -282,8 +336,8 @@ def _read_lines(name: str, lines: Iterator[bytes | None], decode: bool = True) -
             continue
         try:
             doc = _decoder.decode(line)
-        except msgspec.DecodeError as exc:
-            yield Loaded(src, error=f"invalid JSON: {exc}")
+        except JSON_ERRORS as exc:
+            yield Loaded(src, error=json_problem(exc))
             continue
         if isinstance(doc, dict):
             yield Loaded(src, measurement=doc, raw=line)

@@ -102,6 +102,14 @@ def title_of(body: str | bytes | None) -> str:
 def _add_header(out: dict[str, list[str]], name: Any, value: Any) -> None:
     if not isinstance(name, str):
         return
+    if value.__class__ is str:  # the usual case, taken first (every response's headers)
+        key = name if name.islower() else name.lower()
+        values = out.get(key)
+        if values is None:
+            out[key] = [value]
+        else:
+            values.append(value)
+        return
     for item in value if isinstance(value, list) else (value,):
         text = maybe_binary(item)
         if text is not None:

@@ -7,7 +7,9 @@ file owned by the collector's log (``<log dir>/log.key``); the two are never int
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import stat
 from pathlib import Path
 
@@ -30,6 +32,51 @@ def default_probe_key_path() -> Path:
         return Path(env).expanduser()
     config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(config) / "censorwatch" / "probe.key"
+
+
+def _private_group(st: os.stat_result) -> bool:
+    """Whether the directory's group is its owner's own (a user private group: same name, no
+    other members), so that group write access gives nobody else anything."""
+    try:
+        group = grp.getgrgid(st.st_gid)
+        owner = pwd.getpwuid(st.st_uid)
+    except KeyError:
+        return False
+    return (
+        owner.pw_gid == st.st_gid
+        and group.gr_name == owner.pw_name
+        and not (set(group.gr_mem) - {owner.pw_name})
+    )
+
+
+def exposed_directory(path: Path) -> str | None:
+    """Why a key created at ``path`` could be replaced or read by another user, or None.
+
+    The key's directory must belong to us (or root) and be writable by nobody else: whoever can
+    write it can plant or swap names in it. Above it, a directory others can write is fine only
+    if it is sticky (as ``/tmp``): then they cannot rename or remove an entry that is ours.
+    Group write counts as others' unless the group is the owner's private group.
+    """
+    me = os.geteuid()
+    directory = Path(os.path.abspath(Path(path).parent))
+    first = True
+    for current in (directory, *directory.parents):
+        try:
+            st = current.stat()
+        except FileNotFoundError:
+            continue  # to be created by us, 0700
+        if st.st_uid not in (me, 0):
+            return f"{current} belongs to another user (uid {st.st_uid})"
+        others = bool(st.st_mode & stat.S_IWOTH)
+        group = bool(st.st_mode & stat.S_IWGRP) and not _private_group(st)
+        if others or group:
+            who = "every user" if others else f"group {st.st_gid}"
+            if first:
+                return f"{current} is writable by {who}"
+            if not st.st_mode & stat.S_ISVTX:
+                return f"{current} is writable by {who} and not sticky"
+        first = False
+    return None
 
 
 def generate_key_file(path: Path, *, force: bool = False) -> Ed25519PrivateKey:

@@ -215,8 +215,12 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def mark_ingested(self, source_key: str, size: int, measurements: int) -> None:
-        """Remember an ingested source file (idempotent)."""
+    def mark_ingested(
+        self, source_key: str, size: int, measurements: int, errors: str | None = None
+    ) -> None:
+        """Remember an ingested source file (idempotent): done, or done with ``errors`` (why it
+        was not read to its end). A file done with errors is recorded again by a retry; a done
+        file stays done."""
 
     # -- reading ---------------------------------------------------------------------------
     @abstractmethod
@@ -261,7 +265,12 @@ class Store(ABC):
         """Write the matching rows' ``PUBLIC_COLUMNS`` to ``path`` as CSV or Parquet."""
 
     @abstractmethod
-    def ingested(self, source_key: str) -> bool: ...
+    def ingested(self, source_key: str) -> bool:
+        """Whether the source file is recorded, done or done with errors."""
+
+    @abstractmethod
+    def ingest_errors(self, source_key: str) -> str | None:
+        """Why a file recorded as done with errors was not read to its end; None otherwise."""
 
     @abstractmethod
     def close(self) -> None: ...

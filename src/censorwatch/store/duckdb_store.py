@@ -128,18 +128,28 @@ class DuckDBStore(Store):
                 cur.close()
         return new
 
-    def mark_ingested(self, source_key: str, size: int, measurements: int) -> None:
+    def mark_ingested(
+        self, source_key: str, size: int, measurements: int, errors: str | None = None
+    ) -> None:
         with self._write_lock:
             cur = self._con.cursor()
             try:
+                # A record with errors gives way to the newer one (a retry); a done one stays.
                 cur.execute(
-                    "INSERT INTO ingested_sources SELECT ?, ?, ?, ? WHERE NOT EXISTS "
+                    "DELETE FROM ingested_sources WHERE source_key = ? AND errors IS NOT NULL",
+                    [source_key],
+                )
+                cur.execute(
+                    "INSERT INTO ingested_sources "
+                    "(source_key, size, measurements, ingested_at, errors) "
+                    "SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS "
                     "(SELECT 1 FROM ingested_sources WHERE source_key = ?)",
                     [
                         source_key,
                         size,
                         measurements,
                         datetime.now(UTC).replace(tzinfo=None),
+                        errors,
                         source_key,
                     ],
                 )
@@ -323,6 +333,13 @@ class DuckDBStore(Store):
         return bool(
             self._scalar("SELECT count(*) FROM ingested_sources WHERE source_key = ?", [source_key])
         )
+
+    def ingest_errors(self, source_key: str) -> str | None:
+        found = self._fetch(
+            "SELECT errors FROM ingested_sources WHERE source_key = ? AND errors IS NOT NULL",
+            [source_key],
+        )
+        return found[0][0] if found else None
 
     def uids(self) -> list[str]:
         return [r[0] for r in self._fetch("SELECT measurement_uid FROM measurements")]

@@ -74,8 +74,13 @@ CREATE TABLE IF NOT EXISTS ingested_sources (
     source_key   VARCHAR NOT NULL,
     size         BIGINT NOT NULL,
     measurements BIGINT NOT NULL,
-    ingested_at  TIMESTAMP NOT NULL
+    ingested_at  TIMESTAMP NOT NULL,
+    errors       VARCHAR
 )
 """
 
-ALL: tuple[str, ...] = (MEASUREMENTS, CHECKPOINT, INGESTED)
+#: ``errors``: NULL for a file read to its end, else why it was not (done-with-errors); added
+#: to tables made before it had the column.
+INGESTED_ERRORS = "ALTER TABLE ingested_sources ADD COLUMN IF NOT EXISTS errors VARCHAR"
+
+ALL: tuple[str, ...] = (MEASUREMENTS, CHECKPOINT, INGESTED, INGESTED_ERRORS)

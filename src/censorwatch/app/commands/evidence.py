@@ -44,13 +44,34 @@ def keys_init(
             "$XDG_CONFIG_HOME/censorwatch/probe.key).",
         ),
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing key.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace an existing key; create it (with a warning) in a directory others "
+            "can write.",
+        ),
+    ] = False,
 ) -> None:
-    """Create this probe's signing key (mode 0600); refuses to overwrite one without --force."""
+    """Create this probe's signing key (mode 0600); refuses to overwrite one, or to create it
+    in a directory other users can write, without --force."""
     from censorwatch.signing.encoding import b64encode, key_id, public_key_bytes
-    from censorwatch.signing.keys import KeyFileError, default_probe_key_path, generate_key_file
+    from censorwatch.signing.keys import (
+        KeyFileError,
+        default_probe_key_path,
+        exposed_directory,
+        generate_key_file,
+    )
 
     path = key or default_probe_key_path()
+    exposure = exposed_directory(path)
+    if exposure is not None:
+        if not force:
+            raise _fail(
+                f"{exposure}: another user could replace or read the key; choose a private "
+                "directory (or use --force)"
+            )
+        typer.echo(f"warning: {exposure}: another user could replace or read the key", err=True)
     try:
         private = generate_key_file(path, force=force)
     except KeyFileError as exc:
@@ -220,6 +241,14 @@ def export(
         Path | None, typer.Option("--fingerprints", help="Fingerprint directory for verdicts.")
     ] = None,
     asn_db: Annotated[Path | None, typer.Option("--asn-db", help="IP-to-ASN database.")] = None,
+    witness_url: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--witness-url",
+            help="Ask this witness (C2SP tlog-witness URL prefix) to cosign the checkpoint "
+            "(repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Write an offline-verifiable bundle for an event (--event) or for filtered measurements."""
     from censorwatch.evidence.bundle import ExportError, export_bundle, measurement_uid_of
@@ -283,6 +312,7 @@ def export(
                 subject=subject,
                 fingerprints_dir=fp_dir,
                 asn_db=asn_db,
+                cosigner=_cosigner(log, witness_url) if witness_url else None,
             )
             head = log.latest_head()
     except (ExportError, LogBusyError, LogCorruptedError) as exc:
@@ -292,6 +322,26 @@ def export(
         f"wrote {out}: {len(manifest['measurements'])} measurements, proofs against the tree "
         f"head of size {head.tree_size} (root {head.root_hash.hex()}) of log {head.log_id}"
     )
+
+
+def _cosigner(log: Any, urls: list[str]) -> Any:
+    """Asks each witness in turn; one that cannot be reached or refuses is named, not fatal."""
+    from censorwatch.evidence.witness import WitnessError, request_cosignatures
+
+    def gather(note: Any) -> list[Any]:
+        size = int(note.text.split("\n")[1])
+        lines = []
+        for url in urls:
+            try:
+                got = request_cosignatures(url, note, lambda old: log.consistency_proof(old, size))
+            except WitnessError as exc:
+                typer.echo(f"warning: no cosignature from {url}: {exc}", err=True)
+                continue
+            typer.echo(f"cosigned by {', '.join(sorted({s.name for s in got}))} ({url})", err=True)
+            lines += got
+        return lines
+
+    return gather
 
 
 #: The export's filter options, as its error messages name them.
@@ -346,6 +396,13 @@ def _default_fingerprints() -> Path | None:
     return None
 
 
+#: ``evidence verify`` exit codes (docs/evidence.md, "Exit codes").
+EXIT_VERIFIED = 0  # consistent, and the log is one you trust
+EXIT_FAILED = 1  # something in the bundle does not hold
+EXIT_USAGE = 2  # the command itself was wrong (bad option, unreadable trust file)
+EXIT_UNTRUSTED = 3  # consistent, but nothing you trust vouches for the log
+
+
 @evidence_app.command("verify")
 def verify(
     bundle: Annotated[Path, typer.Argument(help="The bundle (zip).", exists=True, dir_okay=False)],
@@ -355,27 +412,84 @@ def verify(
             "--log-id", help="Require the log with this id (as published by its operator)."
         ),
     ] = None,
+    witness: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--witness",
+            help="A witness's cosigner key (NAME+ID+BASE64, repeatable): trust the log when "
+            "a quorum of them cosigned the bundle's checkpoint.",
+        ),
+    ] = None,
+    quorum: Annotated[
+        int | None,
+        typer.Option("--quorum", help="How many --witness cosignatures suffice (default: all)."),
+    ] = None,
+    trust_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--trust-file",
+            help="Trusted log ids (default $CENSORWATCH_TRUST_FILE or "
+            "$XDG_CONFIG_HOME/censorwatch/trusted-logs).",
+        ),
+    ] = None,
     require_signatures: Annotated[
         bool, typer.Option("--require-signatures", help="Fail on unsigned measurements.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Check a bundle offline: signatures, inclusion proofs, tree head, verdicts, report.
+    """Check a bundle offline: signatures, inclusion proofs, tree head, verdicts, report, and
+    whether the log is one you trust (--log-id, the trust file, or --witness quorum).
 
-    Exit 0 only if everything holds; otherwise every failed item is named and the exit is 1.
+    Exit 0: VERIFIED (consistent, trusted log); 1: FAILED (every failed item named);
+    2: usage error; 3: consistent, but signed by a log you have not said you trust.
     """
     from datetime import UTC, datetime
 
     from censorwatch.evidence.bundle import verify_bundle
+    from censorwatch.evidence.note import NoteError
+    from censorwatch.evidence.trust import (
+        TrustFileError,
+        decide,
+        default_trust_file,
+        parse_witness_keys,
+        read_trust_file,
+    )
+
+    try:
+        witnesses = parse_witness_keys(witness or [])
+        # The trust file decides only when no trust source is named on the command line.
+        named = log_id is not None or bool(witnesses)
+        trusted = {} if named else read_trust_file(trust_file or default_trust_file())
+    except (NoteError, TrustFileError, OSError) as exc:
+        raise _fail(str(exc), EXIT_USAGE) from None
+    if quorum is not None and not 1 <= quorum <= max(len(witnesses), 1):
+        raise _fail(f"--quorum must be between 1 and the {len(witnesses)} witnesses given")
+    if quorum is not None and not witnesses:
+        raise _fail("--quorum counts --witness keys; give at least one")
 
     result = verify_bundle(bundle, require_signatures=require_signatures)
-    if log_id is not None and result.log_id != log_id.lower():
-        result.fail("log_key.json", f"the bundle's log is {result.log_id}, not {log_id}")
+    trust = decide(
+        result.log_id,
+        result.checkpoint,
+        pinned_log_id=log_id,
+        trusted_logs=trusted,
+        witnesses=witnesses,
+        quorum=quorum,
+    )
+    for problem in trust.problems:
+        item = "checkpoint.txt" if "cosignature" in problem else "log_key.json"
+        result.fail(item, problem)
+    status = "failed" if not result.ok else "verified" if trust.trusted else "consistent-untrusted"
+    code = {"failed": EXIT_FAILED, "verified": EXIT_VERIFIED}.get(status, EXIT_UNTRUSTED)
     if as_json:
         typer.echo(
             json.dumps(
                 {
                     "ok": result.ok,
+                    "status": status,
+                    "trusted": trust.trusted,
+                    "trust_basis": trust.basis,
+                    "untrusted_because": trust.reasons,
                     "bundle": str(bundle),
                     "measurements": result.measurements,
                     "signed": result.signed,
@@ -384,6 +498,7 @@ def verify(
                     "log_id": result.log_id,
                     "tree_size": result.tree_size,
                     "root_hash": result.root_hash,
+                    "cosigned_by": trust.witnesses.cosigned if trust.witnesses else [],
                     "problems": [{"item": p.item, "message": p.message} for p in result.problems],
                     "report_rerendered": result.report_rerendered,
                     "notes": result.notes,
@@ -391,16 +506,24 @@ def verify(
                 indent=2,
             )
         )
-        raise typer.Exit(0 if result.ok else 1)
+        raise typer.Exit(code)
     if not result.ok:
         typer.echo(f"FAILED {bundle}: {len(result.problems)} problem(s)")
         for p in result.problems:
             typer.echo(f"  - {p}")
         for note in result.notes:
             typer.echo(f"  note: {note}")
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
     when = datetime.fromtimestamp((result.tree_head_time or 0) / 1000, UTC)
-    typer.echo(f"VERIFIED {bundle}")
+    if trust.trusted:
+        typer.echo(f"VERIFIED {bundle}")
+    else:
+        typer.echo(
+            f"CONSISTENT, NOT VERIFIED {bundle}: consistent, but signed by a log you have not "
+            f"said you trust: {result.log_id}"
+        )
+        for reason in trust.reasons:
+            typer.echo(f"  - {reason}")
     typer.echo(
         f"  {result.measurements} measurements: {result.signed} signed by "
         f"{len(result.probe_keys)} probe key(s), {result.unsigned} unsigned"
@@ -420,11 +543,76 @@ def verify(
         typer.echo(f"  note: {note}")
     if result.probe_keys:
         typer.echo(f"  probe keys: {', '.join(result.probe_keys)}")
-    if log_id is None:
+    for basis in trust.basis:
+        typer.echo(f"  trusted: {basis}")
+    if not trust.trusted:
         typer.echo(
-            "  note: this proves the bundle is consistent with log "
-            f"{result.log_id}; pin it with --log-id to the id its operator publishes"
+            "  to trust it, compare the id with the one the log's operator publishes, then "
+            f"pass --log-id {result.log_id}, or run: censorwatch evidence trust add "
+            f"{result.log_id} --name NAME; or verify with --witness KEY --quorum K"
         )
+        raise typer.Exit(EXIT_UNTRUSTED)
+
+
+trust_app = typer.Typer(
+    help="The logs `evidence verify` trusts (the trust file in your config directory).",
+    no_args_is_help=True,
+)
+evidence_app.add_typer(trust_app, name="trust")
+
+_TRUST_FILE_OPTION = typer.Option(
+    "--trust-file",
+    help="Trust file (default $CENSORWATCH_TRUST_FILE or $XDG_CONFIG_HOME/censorwatch/"
+    "trusted-logs).",
+)
+
+
+@trust_app.command("add")
+def trust_add(
+    log_id: Annotated[str, typer.Argument(help="The log id its operator publishes (64 hex).")],
+    name: Annotated[str, typer.Option("--name", help="Whose log this is, for you.")] = "",
+    trust_file: Annotated[Path | None, _TRUST_FILE_OPTION] = None,
+) -> None:
+    """Trust a log: bundles it signed then verify (exit 0) without --log-id."""
+    from censorwatch.evidence.trust import TrustFileError, default_trust_file, trust_log
+
+    path = trust_file or default_trust_file()
+    try:
+        new = trust_log(path, log_id, name)
+    except (TrustFileError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"{'trusting' if new else 'already trusted'}: {log_id.lower()} (in {path})")
+
+
+@trust_app.command("list")
+def trust_list(trust_file: Annotated[Path | None, _TRUST_FILE_OPTION] = None) -> None:
+    """The trusted log ids, one per line with their names."""
+    from censorwatch.evidence.trust import TrustFileError, default_trust_file, read_trust_file
+
+    try:
+        trusted = read_trust_file(trust_file or default_trust_file())
+    except (TrustFileError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    for lid, name in sorted(trusted.items()):
+        typer.echo(f"{lid} {name}".rstrip())
+
+
+@trust_app.command("remove")
+def trust_remove(
+    log_id: Annotated[str, typer.Argument(help="The log id to stop trusting.")],
+    trust_file: Annotated[Path | None, _TRUST_FILE_OPTION] = None,
+) -> None:
+    """Stop trusting a log."""
+    from censorwatch.evidence.trust import TrustFileError, default_trust_file, distrust_log
+
+    path = trust_file or default_trust_file()
+    try:
+        removed = distrust_log(path, log_id)
+    except (TrustFileError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    if not removed:
+        raise _fail(f"{log_id} is not in {path}", 1)
+    typer.echo(f"no longer trusting {log_id.lower()}")
 
 
 @evidence_app.command("monitor")
@@ -470,6 +658,7 @@ def log_info(
 ) -> None:
     """Print the log's id and public key (publish them) and its latest signed tree head."""
     from censorwatch.evidence.log import LogBusyError, LogCorruptedError, TransparencyLog
+    from censorwatch.evidence.note import ED25519_TYPE, VerifierKey
     from censorwatch.signing.encoding import b64encode
 
     directory = log_dir or _log_dir(Path("censorwatch-archive"))
@@ -481,6 +670,8 @@ def log_info(
             info = {
                 "log_id": log.log_id,
                 "public_key": b64encode(log.public_key),
+                "checkpoint_origin": log.origin,
+                "checkpoint_key": str(VerifierKey(log.origin, ED25519_TYPE, log.public_key)),
                 "size": log.size,
                 "latest_tree_head": head.to_json() if head else None,
                 "tree_heads_published": len(log.heads()),

@@ -1,13 +1,23 @@
-"""``censorwatch ingest ooni SOURCE``: load OONI's open data next to our own measurements."""
+"""``censorwatch ingest ooni SOURCE``: load OONI's open data next to our own measurements.
+
+Bad lines and bad files are named on stderr as they are found and the run goes on. The exit
+code is 0 when every file read was read to its end (bad lines are skipped and counted), 1 when
+at least one was not (it is recorded as done with errors; ``--retry-failed`` reads it again), 2
+for a bad option.
+"""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from censorwatch.app.settings import DEFAULT_ARCHIVE, DEFAULT_DB
+
+if TYPE_CHECKING:
+    from censorwatch.ingest.ooni import IngestStats
 
 app = typer.Typer(help="Import measurements from elsewhere.", no_args_is_help=True)
 
@@ -33,8 +43,13 @@ def ooni(
     log_dir: Path | None = typer.Option(
         None, "--log-dir", help="Transparency log (default: ARCHIVE/transparency-log)."
     ),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", help="Read again the files an earlier run could not finish."
+    ),
 ) -> None:
-    """Ingest OONI raw measurements; a second run only reads files not yet ingested."""
+    """Ingest OONI raw measurements; a second run only reads files not yet ingested.
+
+    Exit code: 0 if every file was read to its end, 1 if one was not (done with errors)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from censorwatch.app.services import open_services
@@ -88,8 +103,10 @@ def ooni(
                 src,
                 services.pipeline,
                 selection,
+                retry_failed=retry_failed,
                 on_file=lambda f: progress.update(task, description=f.key),
                 on_measurements=advance,
+                on_problem=lambda problem: typer.echo(str(problem), err=True),
             )
         finally:
             total = services.store.count()
@@ -101,3 +118,22 @@ def ooni(
         f"ingested) in {elapsed:.1f}s ({stats.measurements / max(elapsed, 1e-6):.0f}/s); "
         f"{total} measurements stored"
     )
+    typer.echo(_problems_line(stats))
+    if stats.failed:
+        raise typer.Exit(1)
+
+
+def _problems_line(stats: IngestStats) -> str:
+    """How many files and lines were bad, and what a rerun would do about the files."""
+    line = (
+        f"bad: {stats.failed_files} files not read to their end (done with errors), "
+        f"{stats.invalid} lines"
+    )
+    if stats.retried:
+        line += f"; {stats.retried} files retried"
+    if stats.skipped_failed:
+        line += (
+            f"; {stats.skipped_failed} files done with errors by an earlier run "
+            "(--retry-failed reads them again)"
+        )
+    return line

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from censorwatch.app.http_guard import ReadLimits
 from censorwatch.app.settings import (
     DEFAULT_ARCHIVE,
     DEFAULT_DB,
@@ -13,6 +14,10 @@ from censorwatch.app.settings import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_PORT,
 )
+
+#: uvicorn answers 503 beyond this many open connections or running requests: a backstop; the
+#: read deadlines and ``--max-waiting-connections`` keep slow clients well below it.
+DEFAULT_LIMIT_CONCURRENCY = 1024
 
 
 def serve(
@@ -39,11 +44,42 @@ def serve(
     log_dir: Path | None = typer.Option(
         None, "--log-dir", help="Transparency log (default: ARCHIVE/transparency-log)."
     ),
+    head_timeout: float = typer.Option(
+        ReadLimits.head_timeout,
+        "--head-timeout",
+        min=0.1,
+        help="Seconds a client has to send a request's line and headers.",
+    ),
+    body_timeout: float = typer.Option(
+        ReadLimits.body_timeout,
+        "--body-timeout",
+        min=0.1,
+        help="Seconds a client has to send a body, plus 1 s per --body-min-rate bytes sent.",
+    ),
+    body_min_rate: int = typer.Option(
+        ReadLimits.body_min_rate,
+        "--body-min-rate",
+        min=1,
+        help="Bytes per second a slow body must keep up to keep its connection.",
+    ),
+    max_waiting: int = typer.Option(
+        ReadLimits.max_waiting,
+        "--max-waiting-connections",
+        min=1,
+        help="Connections waiting on their client beyond this close the longest-waiting one.",
+    ),
+    limit_concurrency: int = typer.Option(
+        DEFAULT_LIMIT_CONCURRENCY,
+        "--limit-concurrency",
+        min=1,
+        help="Connections or requests in progress beyond this are answered 503.",
+    ),
 ) -> None:
     """Accept measurements (OONI collector protocol) and answer queries (OONI-shaped API)."""
     import uvicorn
 
     from censorwatch.app.asgi import create_app
+    from censorwatch.app.http_guard import guarded_h11
     from censorwatch.app.services import listen_socket, open_services
     from censorwatch.evidence.log import LogBusyError
     from censorwatch.store import UnsupportedStoreError
@@ -83,6 +119,8 @@ def serve(
         ssl_certfile=str(certfile) if certfile else None,
         ssl_keyfile=str(keyfile) if keyfile else None,
         timeout_keep_alive=30,
+        http=guarded_h11(ReadLimits(head_timeout, body_timeout, body_min_rate, max_waiting)),
+        limit_concurrency=limit_concurrency,
     )
     try:
         uvicorn.Server(config).run(sockets=[sock])

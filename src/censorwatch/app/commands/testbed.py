@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Annotated
+from functools import cache
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from censorwatch.console import table_console
+if TYPE_CHECKING:
+    from rich.console import Console
 
 app = typer.Typer(
     help="The emulated censored network (Linux network namespaces).", no_args_is_help=True
 )
-err = Console(stderr=True)
+
+
+@cache
+def _err() -> Console:
+    """The console for messages, built on first use: importing this module stays cheap (rich
+    loads only when a message is printed)."""
+    from rich.console import Console
+
+    return Console(stderr=True)
+
 
 IdOption = Annotated[
     str | None,
@@ -35,7 +44,7 @@ def _id(value: str | None) -> str:
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    err.print(f"[red]error:[/red] {exc}")
+    _err().print(f"[red]error:[/red] {exc}")
     return typer.Exit(1)
 
 
@@ -56,7 +65,7 @@ def up(
     except (manager.TestbedError, ScenarioError, OSError) as exc:
         raise _fail(exc) from exc
     info = manager.status(state.id)
-    err.print(
+    _err().print(
         f"testbed [bold]{state.id}[/bold] is up with scenario {info['scenario']} "
         f"({len(info['networks'])} networks); state in {state.folder}"
     )
@@ -68,7 +77,7 @@ def down(tb_id: IdOption = None) -> None:
     from censorwatch.testbed import manager
 
     removed = manager.down(_id(tb_id))
-    err.print(f"removed {len(removed)} item(s)" if removed else "nothing to remove")
+    _err().print(f"removed {len(removed)} item(s)" if removed else "nothing to remove")
 
 
 @app.command("set")
@@ -91,7 +100,7 @@ def set_(
         raise _fail(exc) from exc
     now = active.get(network.upper(), {})
     summary = ", ".join(f"{m} ({len(s['targets'])} hosts)" for m, s in now.items()) or "nothing"
-    err.print(f"{network.upper()} now applies: {summary}")
+    _err().print(f"{network.upper()} now applies: {summary}")
 
 
 @app.command()
@@ -109,6 +118,10 @@ def status(
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return
+    from rich.table import Table
+
+    from censorwatch.console import table_console
+
     console = table_console()
     console.print(
         f"testbed [bold]{info['id']}[/bold] · scenario {info['scenario']} · "
