@@ -65,3 +65,17 @@ def test_a_file_of_too_many_lines_is_cut_and_the_next_file_is_read(tmp_path, mon
     ]
     analysed = [source for source, result, _ in results if result is not None]
     assert len(analysed) == 1000 + 1 and analysed[-1] == f"{good}"
+
+
+def test_a_measurement_of_millions_of_values_is_refused_unbuilt(tmp_path, monkeypatch):
+    from censorwatch.analysis import core
+
+    monkeypatch.setattr(core, "MAX_VALUES", 10_000)  # the line is 60 kB: over it in bytes too
+    line = b'{"test_name": "web_connectivity", "x_pad": [' + b",".join([b"{}"] * 20_000) + b"]}"
+    path = tmp_path / "padded.jsonl"
+    path.write_bytes(line + b"\n" + _good_line() + b"\n")
+    results = list(analyze_files([path], Fingerprints.empty(), address_plan(None)))
+    assert [(s, why) for s, r, why in results if r is None] == [
+        (f"{path}:1", "more than 10,000 JSON values: not read")
+    ]
+    assert [s for s, r, _ in results if r is not None] == [f"{path}:2"]

@@ -280,7 +280,9 @@ def test_a_line_with_too_many_values_is_refused_before_it_is_built() -> None:
         b'"probe_cc"', b'"x": "' + b"," * 5000 + b'", "probe_cc"'
     )
     assert isinstance(decode_measurement(commas_in_text, limits), dict)  # strings don't count
-    assert decode_measurement(b"[" * 3000, limits).startswith(("invalid JSON", "JSON nests"))
+    # 3,000 open arrays are over the value budget (refused unbuilt) as well as broken JSON.
+    assert decode_measurement(b"[" * 3000, limits) == "more than 1000 JSON values"
+    assert decode_measurement(b"[" * 300, limits).startswith(("invalid JSON", "JSON nests"))
     assert decode_measurement(b'{"test_name": "x"}', limits) == (
         "not a measurement: no probe_cc string"
     )

@@ -28,6 +28,7 @@ from censorwatch.analysis.outcome import Outcome
 from censorwatch.analysis.walk import analyze_web
 from censorwatch.model import Layers, Verdict, derive_measurement_uid
 from censorwatch.netinfo import AddressPlan, address_plan
+from censorwatch.observations.budget import count_items
 from censorwatch.observations.builder import as_str, host_display, observe, url_parts
 from censorwatch.observations.reader import (
     JSON_ERRORS,
@@ -39,6 +40,9 @@ from censorwatch.observations.schema import STRUCT_OPTIONS, Measurement, to_type
 from censorwatch.times import parse_time, rfc3339
 
 _NO_FINGERPRINTS = Fingerprints.empty()
+#: Values and keys one measurement may hold before it is read (real ones hold a few thousand):
+#: a line of millions of ``{}`` is refused on its bytes, before millions of dicts are built.
+MAX_VALUES = 1_000_000
 
 
 class Analyzed(msgspec.Struct, gc=False):
@@ -147,6 +151,9 @@ def analyze_item(
     if raw is None:
         m = item.measurement if item.measurement is not None else {}
         return Analyzed(analyze(m, fingerprints=fps, plan=plan), testbed_of(m)), None
+    # Every value takes at least one byte: a shorter line cannot be over budget (no count).
+    if len(raw) > MAX_VALUES and count_items(raw, MAX_VALUES) > MAX_VALUES:
+        return None, f"more than {MAX_VALUES:,} JSON values: not read"
     if raw[:1] == b"{":  # reader items are stripped: any other start is not an object
         try:
             return analyze_raw(raw, fps, plan), None

@@ -36,9 +36,10 @@ from censorwatch.collector.derive import (
     unverified,
 )
 from censorwatch.collector.metrics import Metrics
-from censorwatch.collector.validate import MAX_ITEMS, count_items
+from censorwatch.collector.validate import MAX_ITEMS
 from censorwatch.durable import write_atomic
 from censorwatch.model import canonical_json, derive_measurement_uid
+from censorwatch.observations.budget import count_items
 from censorwatch.store.base import ArchiveLocation, MeasurementRow, Store
 
 if TYPE_CHECKING:
@@ -433,7 +434,7 @@ class Pipeline:
         raw = self.raw_bytes(measurement_uid)
         if raw is None:
             return None
-        if max_items is not None and count_items(raw) > max_items:
+        if max_items is not None and count_items(raw, max_items) > max_items:
             raise ValueError(f"{measurement_uid} holds more than {max_items} values and keys")
         return msgspec.json.decode(raw)
 

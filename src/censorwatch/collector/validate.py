@@ -7,7 +7,8 @@ budget is enforced *before* decoding, on the bytes, because decoding is where me
 every ``{}`` costs a Python dict (~64 bytes for 2 bytes of input), so 16 MB of ``{},`` would
 become a gigabyte. Counting the structural characters ``{ [ , :`` is a C-speed upper bound on
 the values and keys a body decodes to; only when that bound is over budget (a large HTML body
-full of commas may be) are the characters inside strings taken off (``count_items``).
+full of commas may be) are the characters inside strings taken off (``observations.budget``,
+shared with ingest and the analysis).
 """
 
 from __future__ import annotations
@@ -20,14 +21,13 @@ import msgspec
 
 from censorwatch.collector.reports import Report, test_name_key
 from censorwatch.model import canonical_json
+from censorwatch.observations.budget import count_items, deeper_than
 from censorwatch.times import parse_time
 
 MAX_DEPTH = 64
 #: Values and keys a body may decode to: real OONI measurements hold a few thousand (the
 #: largest in the shared sample about 4,400); this bounds a body's decoded objects to ~25 MB.
 MAX_ITEMS = 250_000
-_STRUCTURAL = (b"{", b"[", b",", b":")
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 MAX_INPUT_CHARS = 8192
 EARLIEST = datetime(2012, 1, 1, tzinfo=UTC)
 FUTURE_SLACK = timedelta(days=1)
@@ -46,34 +46,12 @@ class Invalid(ValueError):
         self.status = status
 
 
-def count_items(body: bytes | bytearray | memoryview) -> int:
-    """A count of the values and keys ``body`` decodes to (up to a factor of two), without
-    decoding it or copying it.
-
-    First the structural characters anywhere (C speed, no allocation). Only if that is over
-    ``MAX_ITEMS``: every string is an item too, so more unescaped quotes than two per allowed
-    item is over budget at once; otherwise the characters inside the (then few enough)
-    strings are counted and taken off.
-    """
-    rough = sum(body.count(c) for c in _STRUCTURAL)
-    if rough <= MAX_ITEMS:
-        return rough
-    strings = (body.count(b'"') - body.count(b'\\"')) // 2  # a lower bound
-    if strings > MAX_ITEMS:
-        return strings
-    inside = 0
-    for match in _JSON_STRING.finditer(body):
-        start, end = match.span()
-        inside += sum(body.count(c, start, end) for c in _STRUCTURAL)
-    return rough - inside
-
-
 def decode_json(body: bytes | bytearray | memoryview) -> Any:
     """Strict UTF-8 JSON within the item and depth budgets; anything else is ``Invalid``.
 
     Over ``MAX_ITEMS`` is refused with 413 before a single object is built.
     """
-    items = count_items(body)
+    items = count_items(body, MAX_ITEMS)
     if items > MAX_ITEMS:
         raise Invalid(f"JSON holds more than {MAX_ITEMS} values and keys ({items})", status=413)
     try:
@@ -88,24 +66,13 @@ def decode_json(body: bytes | bytearray | memoryview) -> Any:
         except UnicodeDecodeError as bad:
             raise Invalid(f"body is not UTF-8 (byte {bad.start})") from None
         raise Invalid(f"body is not valid JSON: {exc}") from None
-    _check_depth(value)
+    if deeper_than(value, MAX_DEPTH):
+        raise Invalid(f"JSON nests deeper than {MAX_DEPTH} levels")
     try:
         canonical_json(value)
     except (UnicodeEncodeError, msgspec.EncodeError, OverflowError) as exc:
         raise Invalid(f"JSON holds a value that cannot be stored: {exc}") from None
     return value
-
-
-def _check_depth(value: Any) -> None:
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise Invalid(f"JSON nests deeper than {MAX_DEPTH} levels")
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
 
 
 def _string(obj: dict[str, Any], key: str, pattern: re.Pattern[str] | None = None) -> str:

@@ -4,38 +4,29 @@ The line's budget is checked on its bytes, before a Python object is built where
 what costs: the number of JSON values (a 16 MiB line of ``{}`` would be millions of dicts).
 Nesting is bounded by the decoder's recursion guard, then by ``Limits.max_depth`` (the
 collector's rule for a submission) on the decoded value, whose size the value count bounds.
+Both measures are ``observations.budget``'s, as the collector's and the analysis's are.
 Every failure is a short reason for the error report; nothing here raises.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import msgspec
 
 from censorwatch.ingest.lines import Limits
+from censorwatch.observations.budget import count_items, deeper_than
 from censorwatch.times import parse_time
 
 REQUIRED = ("test_name", "probe_cc", "probe_asn", "measurement_start_time")
 
 _decode = msgspec.json.Decoder().decode
-_check = msgspec.json.Decoder(msgspec.Raw).decode  # validates without building
-# Linear only on valid JSON (every string ends), so used only on lines known to be valid.
-_STRING = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"')
 
 
 def decode_measurement(line: bytes, limits: Limits) -> dict[str, Any] | str:
     """The measurement on ``line``, or why it is not one (a message naming the fault)."""
-    if _values_at_most(line) > limits.max_line_values:
-        try:
-            _check(line)
-        except msgspec.DecodeError as exc:
-            return f"invalid JSON: {exc}"
-        except RecursionError:
-            return f"JSON nests deeper than {limits.max_depth} levels"
-        if _values_at_most(_STRING.sub(b'""', line)) > limits.max_line_values:
-            return f"more than {limits.max_line_values} JSON values"
+    if count_items(line, limits.max_line_values) > limits.max_line_values:
+        return f"more than {limits.max_line_values} JSON values"
     try:
         value = _decode(line)
     except UnicodeDecodeError:
@@ -46,15 +37,9 @@ def decode_measurement(line: bytes, limits: Limits) -> dict[str, Any] | str:
         return f"invalid JSON: {exc}"
     if not isinstance(value, dict):
         return f"not a JSON object ({type(value).__name__})"
-    if _deeper_than(value, limits.max_depth):
+    if deeper_than(value, limits.max_depth):
         return f"JSON nests deeper than {limits.max_depth} levels"
     return _missing(value) or value
-
-
-def _values_at_most(data: bytes) -> int:
-    """An upper bound of the JSON values in ``data``: each value but the first follows a comma
-    or opens a container (close to exact once strings are blanked out)."""
-    return data.count(b",") + data.count(b"{") + data.count(b"[") + 1
 
 
 def _not_utf8(line: bytes) -> str:
@@ -63,23 +48,6 @@ def _not_utf8(line: bytes) -> str:
     except UnicodeDecodeError as exc:
         return f"not UTF-8 (byte {exc.start}: 0x{line[exc.start]:02x})"
     return "not UTF-8"
-
-
-def _deeper_than(value: dict[str, Any], limit: int) -> bool:
-    """Whether ``value`` nests more than ``limit`` levels of objects and arrays (one level of
-    containers at a time, no recursion)."""
-    level: list[Any] = [value]
-    for _ in range(limit):
-        deeper: list[Any] = []
-        add = deeper.append
-        for item in level:
-            for child in item.values() if type(item) is dict else item:
-                if type(child) is dict or type(child) is list:
-                    add(child)
-        if not deeper:
-            return False
-        level = deeper
-    return True
 
 
 def _missing(m: dict[str, Any]) -> str | None:
