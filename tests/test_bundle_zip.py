@@ -523,3 +523,14 @@ def test_every_refusal_names_the_member_and_the_rule(built: Built) -> None:
         ("notes.txt", "not a name the bundle format has (docs/evidence.md, Layout)"),
     ]
     assert read.files == files
+
+
+def test_a_member_of_millions_of_values_is_refused_before_it_is_decoded(monkeypatch) -> None:
+    """A bundle file is measured on its bytes first (observations.budget), as submissions are."""
+    from censorwatch.evidence import bundle as bundle_mod
+
+    monkeypatch.setattr(bundle_mod, "MAX_FILE_VALUES", 1000)
+    result = bundle_mod.Verification()
+    data = b"[" + b",".join([b"{}"] * 5000) + b"]"
+    assert bundle_mod._load_json({"events.json": data}, "events.json", result) is None
+    assert any("more than 1,000 JSON values" in str(p) for p in result.problems), result.problems

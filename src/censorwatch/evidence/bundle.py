@@ -55,6 +55,7 @@ from censorwatch.evidence.note import (
 )
 from censorwatch.evidence.report import render_report
 from censorwatch.model import canonical_json, derive_measurement_uid
+from censorwatch.observations.budget import count_items
 from censorwatch.signing.encoding import ED25519, b64decode, b64encode, ed25519_verify, key_id
 from censorwatch.signing.signatures import SIGNATURE_FIELD, check_signature
 from censorwatch.times import rfc3339, utcnow
@@ -65,6 +66,9 @@ CHECKPOINT_FILE = "checkpoint.txt"
 MAX_ENTRIES = 200_000
 MAX_FILE_BYTES = 64 << 20
 MAX_TOTAL_BYTES = 1 << 30
+#: Values and keys one bundle file may decode to, counted on its bytes before decoding
+#: (``observations.budget``): a 64 MiB member of ``{},`` would otherwise be 20 million dicts.
+MAX_FILE_VALUES = 4_000_000
 
 Analyzer = Callable[[dict[str, Any]], dict[str, Any]]
 #: Asks witnesses to cosign the log's checkpoint; returns their signature lines.
@@ -341,10 +345,16 @@ def _load_json(files: dict[str, bytes], name: str, result: Verification) -> Any:
     if data is None:
         result.fail(name, "missing from the bundle")
         return None
+    if len(data) > MAX_FILE_VALUES and count_items(data, MAX_FILE_VALUES) > MAX_FILE_VALUES:
+        result.fail(name, f"holds more than {MAX_FILE_VALUES:,} JSON values (not read)")
+        return None
     try:
         value = msgspec.json.decode(data)
     except (msgspec.DecodeError, ValueError) as exc:  # ValueError: invalid UTF-8
         result.fail(name, f"not valid JSON: {exc}")
+        return None
+    except RecursionError:
+        result.fail(name, "not valid JSON: nested too deeply")
         return None
     if canonical_json(value) != data:
         result.fail(name, "not in canonical JSON form (altered after export)")
