@@ -254,7 +254,11 @@ def _raw_document(name: str, doc: bytes) -> Iterator[Loaded]:
         if data[:1] == b"{":
             yield Loaded(f"{name}[{i}]", raw=data)
         else:
-            kind = type(_decoder.decode(data)).__name__
+            try:  # the raw decode checked the structure, not the bytes inside strings
+                kind = type(_decoder.decode(data)).__name__
+            except JSON_ERRORS as exc:
+                yield Loaded(f"{name}[{i}]", error=json_problem(exc))
+                continue
             yield Loaded(f"{name}[{i}]", error=f"not a JSON object ({kind})")
 
 
