@@ -1,4 +1,5 @@
-"""``censorwatch demo`` end to end: the README's first command must stay true."""
+"""``censorwatch demo`` end to end: the README's first command must stay true, and the
+bundle it exports carries the cosignature of the witness that followed its collector's log."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 pytestmark = pytest.mark.netns
 
 BLOCKING = {"AS17557", "AS9541", "AS135407", "AS140499"}
 OPEN = "AS23674"
+WITNESS_NAME = "witness.censorwatch.demo/w1"
 
 
 def test_demo_runs_the_whole_flow(tmp_path: Path) -> None:
@@ -47,6 +50,19 @@ def test_demo_runs_the_whole_flow(tmp_path: Path) -> None:
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "verified offline" in proc.stdout
+    witness_key = (out / "witness.vkey").read_text().strip()
+    assert witness_key.startswith(WITNESS_NAME + "+")
+    no_trust_file = ["--trust-file", str(tmp_path / "no-trusted-logs")]
+    witnessed = evidence_verify(out, "--witness", witness_key, "--quorum", "1", *no_trust_file)
+    assert witnessed.returncode == 0, witnessed.stdout + witnessed.stderr
+    assert witnessed.stdout.startswith("VERIFIED") and WITNESS_NAME in witnessed.stdout
+    untrusted = evidence_verify(out, *no_trust_file)
+    assert untrusted.returncode == 3, untrusted.stdout + untrusted.stderr
+    assert proc.stdout.count("verified offline") == 2, proc.stdout[-3000:]
+    assert f'--witness "$(cat {out / "witness.vkey"})" --quorum 1' in proc.stdout
+    witness_url = witness_listened_at(out)
+    with pytest.raises(httpx.HTTPError):  # the demo stopped its witness
+        httpx.get(witness_url, timeout=2)
     assert not list(Path("/run/censorwatch/testbed").glob("cwdemo")), "the demo tears down"
 
 
@@ -56,3 +72,21 @@ def demo_log_id(out: Path) -> str:
 
     with TransparencyLog(out / "archive" / "transparency-log") as log:
         return log.log_id
+
+
+def evidence_verify(out: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """``censorwatch evidence verify`` on the demo's bundle, as a reader would run it."""
+    command = [sys.executable, "-m", "censorwatch", "evidence", "verify"]
+    return subprocess.run(
+        [*command, str(out / "evidence.zip"), *options],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def witness_listened_at(out: Path) -> str:
+    """The URL the demo's witness announced when it started listening."""
+    lines = (out / "witness.log").read_text().splitlines()
+    return next(line.split(" on ", 1)[1].split()[0] for line in lines if " witness on " in line)

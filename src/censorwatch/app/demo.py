@@ -2,8 +2,9 @@
 
 Brings up the ``pk-2024-x`` testbed, probes every network for X's endpoints in regular rounds
 while the schedule switches the blocks on, stores every measurement through the collector,
-analyses them, finds the events, exports the evidence bundle for the national event and
-verifies it offline, then tears everything down. Everything it produced stays in ``--out``.
+analyses them, finds the events, exports the evidence bundle for the national event (cosigned
+by a witness process that follows the collector's log) and verifies it offline, then tears
+everything down. Everything it produced stays in ``--out``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +26,7 @@ from typing import Any
 
 import httpx
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from censorwatch.console import table_console
@@ -32,6 +35,9 @@ from censorwatch.model import Verdict
 SCENARIO = "pk-2024-x"
 PROFILE = "x"
 TESTBED_ID = "cwdemo"
+WITNESS_NAME = "witness.censorwatch.demo/w1"
+# Often enough that the witness sees the log grow round after round (a round takes ~12 s).
+WITNESS_INTERVAL_S = 2.0
 # Tighter than the probe's defaults (made for real networks): the emulated one answers in
 # milliseconds, and shorter timeouts keep a measurement round short.
 PROBE_BUDGET = [
@@ -58,6 +64,7 @@ class DemoRun:
     started: float = field(default_factory=time.time)
     measurement_files: list[Path] = field(default_factory=list)
     api_url: str | None = None
+    witness: Witness | None = None
 
     def say(self, message: str) -> None:
         self.console.print(f"[dim]{time.time() - self.started:6.1f}s[/dim] {message}")
@@ -65,6 +72,25 @@ class DemoRun:
     @property
     def measurements(self) -> Path:
         return self.out / "measurements.jsonl"
+
+    @property
+    def witness_key_file(self) -> Path:
+        """The witness's cosigner key (public), what a reader passes to ``--witness``."""
+        return self.out / "witness.vkey"
+
+
+@dataclass
+class Witness:
+    """A running ``censorwatch witness serve``: where it answers and the key it cosigns with."""
+
+    url: str
+    key: str
+    log: Path
+
+    def cosigned_sizes(self) -> list[int]:
+        """The tree sizes it has cosigned while following the collector, as it reported them."""
+        lines = self.log.read_text(errors="replace").splitlines()
+        return [int(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("OK ")]
 
 
 def _cw(*args: str) -> list[str]:
@@ -122,6 +148,76 @@ def collector(run: DemoRun, asn_db: Path) -> Iterator[str]:
             proc.kill()
 
 
+@contextlib.contextmanager
+def witness(run: DemoRun, follow: str) -> Iterator[Witness]:
+    """A witness process following the collector's log on loopback, its state and key in
+    ``--out``; stopped (SIGTERM, then kill) however the demo ends."""
+    state = run.out / "witness"
+    log = run.out / "witness.log"
+    log.write_bytes(b"")  # a rerun into the same --out reads only this run's lines
+    with open(log, "ab") as err:
+        proc = subprocess.Popen(
+            _cw(
+                *("witness", "serve", "--state", str(state), "--name", WITNESS_NAME),
+                *("--host", "127.0.0.1", "--port", "0", "--follow", follow),
+                *("--interval", str(WITNESS_INTERVAL_S)),
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    try:
+        yield _wait_for_witness(proc, log)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+def _wait_for_witness(proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> Witness:
+    """The witness's URL and key, read from what it prints when it listens, once it answers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        lines = log.read_text(errors="replace").splitlines()
+        keys = [line.split(": ", 1)[1] for line in lines if line.startswith("witness key: ")]
+        urls = [line.split(" on ", 1)[1].split()[0] for line in lines if " witness on " in line]
+        if keys and urls:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(urls[-1], timeout=1).text.strip() == keys[-1]:
+                    return Witness(url=urls[-1].rstrip("/"), key=keys[-1], log=log)
+        time.sleep(0.2)
+    raise RuntimeError(f"the witness did not start; see {log}")
+
+
+def wait_until_witnessed(run: DemoRun, timeout: float = 3 * WITNESS_INTERVAL_S + 5) -> None:
+    """Give the witness time to check and cosign the log's latest checkpoint (it must know the
+    log before the collector stops, to cosign the bundle's checkpoint at export)."""
+    if run.witness is None or run.api_url is None:
+        return
+    try:
+        size = int(httpx.get(f"{run.api_url}/api/v1/log/checkpoint", timeout=5).text.split()[1])
+    except (httpx.HTTPError, IndexError, ValueError):
+        size = 1
+    deadline = time.monotonic() + timeout
+    while max(run.witness.cosigned_sizes(), default=0) < size and time.monotonic() < deadline:
+        time.sleep(0.2)
+    sizes = run.witness.cosigned_sizes()
+    if sizes:
+        run.say(
+            f"witness {WITNESS_NAME} at {run.witness.url} followed the log: "
+            f"{len(set(sizes))} checkpoints checked and cosigned, up to size {max(sizes)}"
+        )
+    else:
+        run.say(f"[yellow]the witness has not cosigned the log yet; see {run.witness.log}[/yellow]")
+
+
 def probe_round(run: DemoRun, number: int, networks: list[str]) -> list[Path]:
     """Every network measures every X endpoint at the same time, each from its own namespace."""
     folder = run.out / "rounds"
@@ -174,8 +270,6 @@ def probe_round(run: DemoRun, number: int, networks: list[str]) -> list[Path]:
 def read_json_objects(run: DemoRun, paths: list[Path]) -> list[dict[str, Any]]:
     """The JSON objects of the probes' or the events command's output files, read by the
     project's one reader; an unreadable file or line is named and skipped."""
-    from rich.markup import escape
-
     from censorwatch.observations.reader import iter_json_objects
 
     items = []
@@ -261,57 +355,66 @@ def run_demo(
             f"them from t=30s"
         )
         _make_probe_keys(run, networks)
-        with collector(run, asn_db) as api:
-            run.api_url = api
-            run.say(
-                f"collector and API at [bold]{api}[/bold]: explorer {api}/explorer, "
-                f"measurements {api}/api/v1/measurements?probe_cc=PK"
-            )
-            round_of: dict[str, int] = {}
-            facts = AddressPlan.load(asn_db)
-            fingerprints = Fingerprints.default()
-            t0 = time.time()
-            for number in range(1, rounds + 1):
-                delay = t0 + (number - 1) * interval - time.time()
-                if delay > 0:
-                    time.sleep(delay)
-                elapsed = time.time() - float(state.info()["started_at"])
-                files = probe_round(run, number, networks)
-                measurements = read_json_objects(run, files)
-                for m in measurements:
-                    round_of[m.get("measurement_uid", "")] = number
-                run.measurement_files.extend(files)
-                submitted = submit(run, measurements, api)
+        # The witness outlives the collector: the export, after it, asks for a cosignature.
+        with contextlib.ExitStack() as witness_process:
+            with collector(run, asn_db) as api:
+                run.api_url = api
+                run.say(
+                    f"collector and API at [bold]{api}[/bold]: explorer {api}/explorer, "
+                    f"measurements {api}/api/v1/measurements?probe_cc=PK"
+                )
+                run.witness = witness_process.enter_context(witness(run, api))
+                run.witness_key_file.write_text(run.witness.key + "\n")
+                run.say(
+                    f"witness at [bold]{run.witness.url}[/bold] follows the collector's log; "
+                    f"its key is in {run.witness_key_file}"
+                )
+                round_of: dict[str, int] = {}
+                facts = AddressPlan.load(asn_db)
+                fingerprints = Fingerprints.default()
+                t0 = time.time()
+                for number in range(1, rounds + 1):
+                    delay = t0 + (number - 1) * interval - time.time()
+                    if delay > 0:
+                        time.sleep(delay)
+                    elapsed = time.time() - float(state.info()["started_at"])
+                    files = probe_round(run, number, networks)
+                    measurements = read_json_objects(run, files)
+                    for m in measurements:
+                        round_of[m.get("measurement_uid", "")] = number
+                    run.measurement_files.extend(files)
+                    submitted = submit(run, measurements, api)
+                    verdicts = [
+                        r.verdict
+                        for _, r, _ in analyze_files(files, fingerprints, facts)
+                        if r is not None
+                    ]
+                    blocked = sum(v.verdict == "blocked" for v in verdicts)
+                    run.say(
+                        f"round {number}/{rounds} at t={elapsed:5.1f}s: "
+                        f"{len(measurements)} measurements, {blocked} blocked, "
+                        f"{submitted}"
+                    )
+                all_measurements = read_json_objects(run, run.measurement_files)
+                with open(run.measurements, "w", encoding="utf-8") as fh:
+                    for m in all_measurements:
+                        fh.write(json.dumps(m, ensure_ascii=False) + "\n")
                 verdicts = [
                     r.verdict
-                    for _, r, _ in analyze_files(files, fingerprints, facts)
+                    for _, r, _ in analyze_files([run.measurements], fingerprints, facts)
                     if r is not None
                 ]
-                blocked = sum(v.verdict == "blocked" for v in verdicts)
-                run.say(
-                    f"round {number}/{rounds} at t={elapsed:5.1f}s: "
-                    f"{len(measurements)} measurements, {blocked} blocked, "
-                    f"{submitted}"
-                )
-            all_measurements = read_json_objects(run, run.measurement_files)
-            with open(run.measurements, "w", encoding="utf-8") as fh:
-                for m in all_measurements:
-                    fh.write(json.dumps(m, ensure_ascii=False) + "\n")
-            verdicts = [
-                r.verdict
-                for _, r, _ in analyze_files([run.measurements], fingerprints, facts)
-                if r is not None
-            ]
-            with open(out / "verdicts.jsonl", "w", encoding="utf-8") as fh:
-                for v in verdicts:
-                    fh.write(json.dumps(v.to_record(), ensure_ascii=False) + "\n")
-            console.print(endpoint_table(verdicts, "What X looks like now, network by network"))
-            console.print(timeline_table(verdicts, round_of))
-        national = find_events(run)
-        if national:
-            export_evidence(run, national, asn_db)
-        else:
-            run.say("[yellow]no national event found: nothing to export as evidence[/yellow]")
+                with open(out / "verdicts.jsonl", "w", encoding="utf-8") as fh:
+                    for v in verdicts:
+                        fh.write(json.dumps(v.to_record(), ensure_ascii=False) + "\n")
+                console.print(endpoint_table(verdicts, "What X looks like now, network by network"))
+                console.print(timeline_table(verdicts, round_of))
+                wait_until_witnessed(run)
+            national = find_events(run)
+            if national:
+                export_evidence(run, national, asn_db)
+            else:
+                run.say("[yellow]no national event found: nothing to export as evidence[/yellow]")
     finally:
         run.say("tearing down the emulated network")
         manager.down(run.testbed_id)
@@ -369,8 +472,10 @@ def find_events(run: DemoRun) -> dict[str, Any] | None:
 
 
 def export_evidence(run: DemoRun, event: dict[str, Any], asn_db: Path) -> None:
-    """The evidence bundle for the national event, then its offline verification."""
+    """The evidence bundle for the national event, cosigned by the witness, then its offline
+    verification twice: trusting the log by its id, and trusting it through the witness."""
     bundle = run.out / "evidence.zip"
+    witness_url = ["--witness-url", run.witness.url] if run.witness else []
     export = subprocess.run(
         _cw(
             "evidence",
@@ -387,6 +492,7 @@ def export_evidence(run: DemoRun, event: dict[str, Any], asn_db: Path) -> None:
             str(asn_db),
             "--out",
             str(bundle),
+            *witness_url,
         ),
         capture_output=True,
         text=True,
@@ -399,16 +505,40 @@ def export_evidence(run: DemoRun, event: dict[str, Any], asn_db: Path) -> None:
         f"evidence bundle for {event['target']} in {event['cc']} "
         f"({', '.join(event['asns'])}) written to [bold]{bundle}[/bold]"
     )
+    for line in export.stderr.strip().splitlines():  # whom it was cosigned by, or why not
+        run.say(escape(line))
     log_id = export.stdout.strip().rsplit(" ", 1)[-1]  # the demo's own collector's log
+    pinned = ["--log-id", log_id]
+    verify_offline(run, bundle, pinned, pinned, trusting="the log pinned by its id")
+    if run.witness is not None:
+        quorum = ["--quorum", "1"]
+        verify_offline(
+            run,
+            bundle,
+            ["--witness", run.witness.key, *quorum],
+            ["--witness", f'"$(cat {run.witness_key_file})"', *quorum],
+            trusting="the log through the witness's cosignature",
+        )
+
+
+def verify_offline(
+    run: DemoRun, bundle: Path, trust: list[str], shown: list[str], *, trusting: str
+) -> bool:
+    """``evidence verify`` on the bundle with one trust source (``trust``); prints its answer
+    and the command a reader types to check again (``shown``: the same, as a shell line)."""
     verify = subprocess.run(
-        _cw("evidence", "verify", str(bundle), "--log-id", log_id),
+        _cw("evidence", "verify", str(bundle), *trust),
         capture_output=True,
         text=True,
         check=False,
     )
     run.console.print(verify.stdout.strip() or verify.stderr.strip())
-    status = "[green]verified offline[/green]" if verify.returncode == 0 else "[red]FAILED[/red]"
-    run.say(f"evidence bundle {status}: censorwatch evidence verify {bundle} --log-id {log_id}")
+    ok = verify.returncode == 0
+    status = "[green]verified offline[/green]" if ok else f"[red]FAILED ({verify.returncode})[/red]"
+    run.say(f"evidence bundle {status}, trusting {trusting}; to check it again:")
+    command = " ".join(["censorwatch evidence verify", str(bundle), *shown])
+    run.console.print(f"  {command}", markup=False, highlight=False, soft_wrap=True)
+    return ok
 
 
 def _make_probe_keys(run: DemoRun, networks: list[str]) -> None:
