@@ -6,12 +6,9 @@ gzip bomb costs bounded time and memory. Against a directory and an S3-compatibl
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import io
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +21,7 @@ from censorwatch.ingest.lines import Limits, UnreadableFile, iter_lines
 from censorwatch.store import open_store
 from censorwatch.store.base import Filters
 from collector_helpers import OONI
+from s3_helpers import S3_ENV, local_s3, moto_command
 
 DAY = "raw/20240216/10/PK/webconnectivity"
 
@@ -291,46 +289,12 @@ def test_a_line_with_too_many_values_is_refused_before_it_is_built() -> None:
 # -- the same over S3 --------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _moto_command() -> list[str] | None:
-    if importlib.util.find_spec("moto") is not None:
-        return [sys.executable, "-m", "moto.server"]
-    found = shutil.which("moto_server")
-    return [found] if found else None
-
-
-@pytest.mark.skipif(_moto_command() is None, reason="moto (S3-compatible server) is not installed")
+@pytest.mark.skipif(moto_command() is None, reason="moto (S3-compatible server) is not installed")
 @pytest.mark.slow
 def test_s3_bad_files_are_named_recorded_and_retried(tmp_path: Path) -> None:
-    boto3 = pytest.importorskip("boto3")
-    env = {
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    port = _free_port()
-    server = subprocess.Popen(
-        [*_moto_command(), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env},
-    )  # fmt: skip
-    try:
-        endpoint = f"http://127.0.0.1:{port}"
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="test", aws_secret_access_key="test")  # fmt: skip
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                s3.create_bucket(Bucket="ooni-data")
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+    pytest.importorskip("boto3")
+    env = S3_ENV
+    with local_s3("ooni-data") as (s3, endpoint):
         lines = measurements(20)
         whole = gz(lines)
         bad_line = lines[0].replace(b'"probe_cc"', b'"x": "\xff", "probe_cc"')
@@ -363,6 +327,3 @@ def test_s3_bad_files_are_named_recorded_and_retried(tmp_path: Path) -> None:
         assert len(rows) == len(set(rows)) == len(lines) + 2
         assert ingest_errors(tmp_path, source, "a.jsonl.gz") is None
         assert "not gzip" in ingest_errors(tmp_path, source, "b.jsonl.gz")
-    finally:
-        server.terminate()
-        server.wait(10)

@@ -4,14 +4,10 @@ path against a local S3-compatible server (moto) when one is installed."""
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +18,7 @@ from censorwatch.collector.pipeline import Pipeline
 from censorwatch.store import open_store
 from censorwatch.store.base import Filters
 from collector_helpers import OONI
+from s3_helpers import S3_ENV, local_s3, moto_command
 
 
 def write_jsonl_gz(path: Path, lines: list[bytes]) -> None:
@@ -132,57 +129,19 @@ def test_an_existing_ooni_uid_is_kept(tmp_path: Path) -> None:
     assert [r["measurement_uid"] for r in stored(tmp_path)] == [m["measurement_uid"]]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _moto_command() -> list[str] | None:
-    if importlib.util.find_spec("moto") is not None:
-        return [sys.executable, "-m", "moto.server"]
-    found = shutil.which("moto_server")
-    return [found] if found else None
-
-
-@pytest.mark.skipif(_moto_command() is None, reason="moto (S3-compatible server) is not installed")
+@pytest.mark.skipif(moto_command() is None, reason="moto (S3-compatible server) is not installed")
 @pytest.mark.slow
 def test_s3_source_reads_the_same_layout(tmp_path: Path) -> None:
-    boto3 = pytest.importorskip("boto3")
+    pytest.importorskip("boto3")
     tree = tmp_path / "bucket"
     data = build_tree(tree)
-    port = _free_port()
-    env = {
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    server = subprocess.Popen(
-        [*_moto_command(), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env},
-    )  # fmt: skip
-    try:
-        endpoint = f"http://127.0.0.1:{port}"
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="test", aws_secret_access_key="test")  # fmt: skip
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                s3.create_bucket(Bucket="ooni-data")
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+    with local_s3("ooni-data") as (s3, endpoint):
         for path in tree.rglob("*.jsonl.gz"):
             s3.upload_file(str(path), "ooni-data", "mirror/" + path.relative_to(tree).as_posix())
         args = ("--endpoint-url", endpoint, "--cc", "PK")
-        out = run_ingest(tmp_path, "s3://ooni-data/mirror", *args, env=env)
+        out = run_ingest(tmp_path, "s3://ooni-data/mirror", *args, env=S3_ENV)
         want = len(data["pk"]) + len(data["signal"])
         assert f"ingested {want} measurements from 3 files" in out
-        out = run_ingest(tmp_path, "s3://ooni-data/mirror", *args, env=env)
+        out = run_ingest(tmp_path, "s3://ooni-data/mirror", *args, env=S3_ENV)
         assert "ingested 0 measurements from 0 files" in out
         assert len(stored(tmp_path)) == want
-    finally:
-        server.terminate()
-        server.wait(10)

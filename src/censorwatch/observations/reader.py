@@ -140,7 +140,8 @@ def _read_at_most(stream: IO[bytes], size: int) -> bytes:
     parts: list[bytes] = []
     left = size
     while left > 0:
-        block = stream.read(left)
+        # In blocks: ``read(n)`` of a file allocates n bytes at once, however short the file.
+        block = stream.read(min(left, BLOCK_BYTES))
         if not block:
             break
         parts.append(block)
@@ -244,6 +245,9 @@ def _first_line_is_a_record(data: bytes) -> bool:
     return True
 
 
+_KIND_BY_FIRST_BYTE = {b"[": "list", b'"': "str", b"t": "bool", b"f": "bool", b"n": "NoneType"}
+
+
 def _raw_document(name: str, doc: bytes) -> Iterator[Loaded]:
     """A valid whole-file document as raw items: the object, or each object of the list."""
     if doc[:1] == b"{":
@@ -254,11 +258,11 @@ def _raw_document(name: str, doc: bytes) -> Iterator[Loaded]:
         if data[:1] == b"{":
             yield Loaded(f"{name}[{i}]", raw=data)
         else:
-            try:  # the raw decode checked the structure, not the bytes inside strings
-                kind = type(_decoder.decode(data)).__name__
-            except JSON_ERRORS as exc:
-                yield Loaded(f"{name}[{i}]", error=json_problem(exc))
-                continue
+            # Named by its first byte: decoding a large non-object only to name it would build
+            # all of it (a list of a million lists is 150 MB).
+            kind = _KIND_BY_FIRST_BYTE.get(data[:1]) or (
+                "float" if any(c in data for c in b".eE") else "int"
+            )
             yield Loaded(f"{name}[{i}]", error=f"not a JSON object ({kind})")
 
 
