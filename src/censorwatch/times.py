@@ -35,9 +35,12 @@ def as_utc(dt: datetime) -> datetime:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
-def naive_utc(dt: datetime) -> datetime:
-    """``dt`` as naive UTC, the form the store's columns and filters use."""
-    return as_utc(dt).replace(tzinfo=None)
+def naive_utc(value: datetime | str) -> datetime:
+    """``value`` (a datetime, or text ``parse_time`` reads) as naive UTC, the form the store's
+    columns, the filters and the timelines compute with (``ValueError`` for unreadable text)."""
+    if isinstance(value, str):
+        value = parse_time(value)
+    return as_utc(value).replace(tzinfo=None)
 
 
 def parse_time(value: str) -> datetime:

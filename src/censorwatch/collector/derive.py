@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from censorwatch.store.base import ArchiveLocation, MeasurementRow
-from censorwatch.times import parse_time, rfc3339_micro, utcnow
+from censorwatch.times import naive_utc, rfc3339_micro, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +89,6 @@ def domain_of(input_value: Any) -> str | None:
     return host.lower().rstrip(".") if host else None
 
 
-def naive_utc(value: Any) -> datetime:
-    return parse_time(str(value)).replace(tzinfo=None)
-
-
 def build_row(
     measurement: dict[str, Any],
     verdict: dict[str, Any],
@@ -117,8 +112,8 @@ def build_row(
         input=measurement.get("input") if isinstance(measurement.get("input"), str) else None,
         domain=domain_of(measurement.get("input")) or (target if isinstance(target, str) else None),
         target=target if isinstance(target, str) else None,
-        measurement_start_time=naive_utc(measurement.get("measurement_start_time")),
-        received_at=naive_utc(received_at),
+        measurement_start_time=naive_utc(str(measurement.get("measurement_start_time"))),
+        received_at=naive_utc(str(received_at)),
         verdict=kind if kind in ("ok", "blocked", "down", "unknown") else "unknown",
         method=method if isinstance(method, str) else None,
         confidence=float(verdict.get("confidence") or 0.0),

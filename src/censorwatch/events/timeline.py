@@ -20,7 +20,7 @@ from markupsafe import Markup
 
 from censorwatch.events.platforms import host_of
 from censorwatch.model import Event
-from censorwatch.times import naive_utc, parse_time
+from censorwatch.times import naive_utc
 
 #: Most severe first: a shared mark takes the colour of its worst verdict.
 SEVERITY: tuple[str, ...] = ("blocked", "down", "unknown", "ok")
@@ -60,12 +60,6 @@ class Band:
     row: int | None = None
 
 
-def read_time(value: str) -> datetime:
-    """An RFC 3339 or OONI time as naive UTC, the form the geometry computes with
-    (``ValueError`` when it is neither)."""
-    return naive_utc(parse_time(value))
-
-
 def shown_time(when: datetime) -> str:
     """A time as the tooltips print it, always labelled UTC."""
     return naive_utc(when).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -87,10 +81,10 @@ def dot(v: dict[str, Any]) -> Dot:
     shown = (
         when.replace("T", " ").replace("Z", " UTC")
         if when.endswith("Z")
-        else shown_time(read_time(when))
+        else shown_time(naive_utc(when))
     )
     tip = mark_tip(shown, host_of(v.get("target"), v.get("input")), v["verdict"], v.get("method"))
-    return read_time(when), v["verdict"], v["measurement_uid"], tip
+    return naive_utc(when), v["verdict"], v["measurement_uid"], tip
 
 
 def bracket_band(
@@ -107,8 +101,8 @@ def bracket_band(
     """
     since = after or ("the first measurement" if kind == "onset" else None)
     return Band(
-        read_time(after or before),
-        read_time(before),
+        naive_utc(after or before),
+        naive_utc(before),
         kind,
         f"{kind}{where}: after {since}, no later than {before}",
         row,

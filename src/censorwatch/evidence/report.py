@@ -29,7 +29,6 @@ from censorwatch.events.timeline import (
     Row,
     bracket_band,
     mark_tip,
-    read_time,
     shown_time,
     timeline_svg,
 )
@@ -42,6 +41,7 @@ from censorwatch.observations.builder import (
     observe,
 )
 from censorwatch.observations.schema import to_typed
+from censorwatch.times import naive_utc
 
 VERDICTS = ("blocked", "ok", "down", "unknown")
 MAX_SAMPLES = 6
@@ -78,7 +78,7 @@ def _time(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        return read_time(value)
+        return naive_utc(value)
     except (ValueError, OverflowError):
         return None
 

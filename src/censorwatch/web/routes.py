@@ -23,6 +23,7 @@ from censorwatch.events.platforms import Platform, load_platforms
 from censorwatch.model import METHODS, Event
 from censorwatch.store.base import VERDICTS, Filters
 from censorwatch.store.filters import FilterError, parse_asn, parse_filters
+from censorwatch.times import naive_utc
 from censorwatch.web import steps as steps_mod
 from censorwatch.web import views
 
@@ -92,7 +93,7 @@ def _limited(verdicts: Any) -> Any:
 
 def _newest(store: Any, f: Filters) -> datetime | None:
     rows = store.query(f, limit=1, offset=0, order="desc")
-    return views.parse_rfc3339(rows[0]["measurement_start_time"]) if rows else None
+    return naive_utc(rows[0]["measurement_start_time"]) if rows else None
 
 
 # -- pages -------------------------------------------------------------------------------------

@@ -24,21 +24,16 @@ from censorwatch.events.timeline import bracket_bands as bracket_bands
 from censorwatch.events.timeline import dot as dot
 from censorwatch.events.timeline import timeline_svg as timeline_svg
 from censorwatch.model import Event
-from censorwatch.times import naive_utc, parse_time
+from censorwatch.times import naive_utc
 
 T = TypeVar("T")
-
-
-def parse_rfc3339(value: str | datetime) -> datetime:
-    """A stored time (``2024-02-17T20:00:10Z`` or a naive UTC datetime) as naive UTC."""
-    return naive_utc(value if isinstance(value, datetime) else parse_time(value))
 
 
 def show_time(value: str | datetime | None, *, seconds: bool = True) -> str:
     """A time as people read it, always labelled UTC."""
     if value is None or value == "":
         return "—"
-    when = parse_rfc3339(value)
+    when = naive_utc(value)
     return when.strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
 
 
@@ -155,11 +150,11 @@ def period_text(event: Event) -> str:
 
 def event_window(event: Event, newest: datetime | None) -> tuple[datetime, datetime]:
     """The stretch of time an event page draws: its brackets with a margin either side."""
-    start = parse_rfc3339(event.onset.after or event.onset.before)
+    start = naive_utc(event.onset.after or event.onset.before)
     if event.end is not None:
-        end = parse_rfc3339(event.end.before)
+        end = naive_utc(event.end.before)
     else:
-        end = max(newest or start, parse_rfc3339(event.onset.before))
+        end = max(newest or start, naive_utc(event.onset.before))
     pad = max((end - start) / 4, timedelta(hours=1))
     return start - pad, end + pad
 
@@ -276,8 +271,8 @@ def build_matrix(verdicts: Iterable[dict[str, Any]], platforms: list[Platform]) 
     return Matrix(
         columns=ordered,
         rows=rows,
-        since=parse_rfc3339(first) if first else None,
-        until=parse_rfc3339(last) if last else None,
+        since=naive_utc(first) if first else None,
+        until=naive_utc(last) if last else None,
     )
 
 
