@@ -9,6 +9,10 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${CENSORWATCH_VENV:-$ROOT/.venv}"
+# OONI's own loader (oonidata), in a virtual environment of its own: its pinned dependencies
+# (cryptography 38, click 8.0) cannot share censorwatch's. The tests load our measurements with it.
+OONIDATA_VENV="${CENSORWATCH_OONIDATA_VENV:-$ROOT/.venv-oonidata}"
+OONIDATA_VERSION="0.3.0"
 APT_PACKAGES=(iproute2 iptables nftables dnsmasq-base libnetfilter-queue-dev libnfnetlink-dev
               gcc python3-dev chromium)
 
@@ -46,6 +50,15 @@ install_python() {
     fi
 }
 
+install_oonidata() {
+    local stamp="$OONIDATA_VENV/.oonidata-$OONIDATA_VERSION"
+    [[ -f "$stamp" ]] && return 0
+    log "installing OONI's loader (oonidata $OONIDATA_VERSION) in $OONIDATA_VENV"
+    [[ -x "$OONIDATA_VENV/bin/python" ]] || python3 -m venv "$OONIDATA_VENV"
+    "$OONIDATA_VENV/bin/python" -m pip install -q "oonidata==$OONIDATA_VERSION"
+    touch "$stamp"
+}
+
 setup() {
     install_apt
     install_python
@@ -61,6 +74,7 @@ case "$cmd" in
         ;;
     test)
         setup
+        install_oonidata
         cd "$ROOT"
         "$VENV/bin/ruff" check src tests bench
         "$VENV/bin/ruff" format --check src tests bench

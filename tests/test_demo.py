@@ -11,6 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ooni_tools import assert_ooni_loads_all
+
 pytestmark = pytest.mark.netns
 
 BLOCKING = {"AS17557", "AS9541", "AS135407", "AS140499"}
@@ -33,6 +35,8 @@ def test_demo_runs_the_whole_flow(tmp_path: Path) -> None:
     events = [json.loads(line) for line in (out / "events.jsonl").open()]
     # 8 rounds x 5 networks x 7 X endpoints, each stored and judged.
     assert len(measurements) == len(verdicts) == 280
+    # OONI's own loader reads every measurement the demo wrote
+    assert_ooni_loads_all([out / "measurements.jsonl"], 280)
     blocked_networks = {v["probe_asn"] for v in verdicts if v["verdict"] == "blocked"}
     assert blocked_networks == BLOCKING
     national = [e for e in events if e["scope"] == "national" and e["target"] == "x"]

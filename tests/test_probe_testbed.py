@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from censorwatch.times import parse_time
+from ooni_tools import assert_ooni_loads_all
 from testbed_support import RunningTestbed, running_testbed
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(240)]
@@ -114,7 +115,11 @@ def tk(runs: dict[str, Any], method: str, url: str = "https://x.com/") -> dict[s
 
 
 def system_a(keys: dict[str, Any]) -> dict[str, Any]:
-    return next(q for q in keys["queries"] if "classic" in q["tags"] and q["query_type"] == "A")
+    """The system lookup (``getaddrinfo``, both families) with its IPv4 answers only."""
+    query = next(q for q in keys["queries"] if "classic" in q["tags"])
+    assert query["engine"] == "getaddrinfo" and query["query_type"] == "ANY"
+    answers = [a for a in query["answers"] or [] if a["answer_type"] == "A"]
+    return {**query, "answers": answers}
 
 
 def main_tls(keys: dict[str, Any]) -> list[dict[str, Any]]:
@@ -132,13 +137,24 @@ def test_every_probe_got_its_control_in_the_burst(runs: dict[str, Any]):
     assert answered == [None] * len(answered)
 
 
+def test_ooni_loader_loads_every_measurement(runs: dict[str, Any], tmp_path: Path):
+    """OONI's own loader (oonidata) reads every measurement: every censor method, the open
+    network, the QUIC and throughput runs."""
+    measurements = [m for net in runs.values() for m in net.values()]
+    path = tmp_path / "testbed.jsonl"
+    path.write_text("".join(json.dumps(m) + "\n" for m in measurements))
+    report = assert_ooni_loads_all([path], len(measurements))
+    assert report["loaded"] == {"WebConnectivity": len(measurements)}
+    assert report["engines"]["getaddrinfo/ANY"] >= len(measurements)
+
+
 def test_open_network_every_step_succeeds(runs: dict[str, Any], testbed: RunningTestbed):
     for url in URLS:
         m = runs[OPEN][url]
         keys = m["test_keys"]
         assert m["probe_asn"] == OPEN and m["annotations"]["x_testbed"] == testbed.id
-        assert all(q["failure"] is None for q in keys["queries"] if q["query_type"] == "A")
-        assert {q["engine"] for q in keys["queries"]} == {"udp", "doh"}
+        assert all(q["failure"] is None for q in keys["queries"] if q["query_type"] != "AAAA")
+        assert {q["engine"] for q in keys["queries"]} == {"getaddrinfo", "udp", "doh"}
         assert all(c["status"]["success"] for c in keys["tcp_connect"])
         assert all(h["failure"] is None for h in keys["tls_handshakes"] or [])
         assert all(q["failure"] is None for q in keys["quic_handshakes"] or [])
@@ -181,6 +197,7 @@ def test_dns_timeout(runs: dict[str, Any]):
     keys = tk(runs, "dns-timeout")
     udp = [q for q in keys["queries"] if q["engine"] == "udp" and q["query_type"] == "A"]
     assert {q["failure"] for q in udp} == {"generic_timeout_error"}
+    assert system_a(keys)["failure"] == "generic_timeout_error"
     doh = [q for q in keys["queries"] if q["engine"] == "doh" and q["query_type"] == "A"]
     assert doh[0]["failure"] is None and doh[0]["answers"]
 

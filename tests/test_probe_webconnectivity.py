@@ -64,13 +64,20 @@ def test_success_is_a_complete_ooni_measurement(net: pl.Internet, control: Backg
     assert m["probe_ip"] == "127.0.0.1" and m["probe_asn"] == "AS64500"
     body = {k: v for k, v in m.items() if k != "measurement_uid"}
     assert m["measurement_uid"] == derive_measurement_uid(body)
-    # DNS: three resolvers, A and AAAA each
+    # DNS: the system lookup as OONI's probes record it (one getaddrinfo lookup of both
+    # families), then a public UDP resolver and DoH, A and AAAA each
     engines = sorted((q["engine"], q["query_type"]) for q in tk["queries"])
-    assert engines == sorted([("udp", "A"), ("udp", "AAAA")] * 2 + [("doh", "A"), ("doh", "AAAA")])
-    a_answers = [q for q in tk["queries"] if q["query_type"] == "A"]
+    assert engines == sorted(
+        [("getaddrinfo", "ANY"), ("udp", "A"), ("udp", "AAAA"), ("doh", "A"), ("doh", "AAAA")]
+    )
+    a_answers = [q for q in tk["queries"] if q["query_type"] in ("A", "ANY")]
     assert all(q["failure"] is None for q in a_answers)
     assert all(q["answers"][0]["ipv4"] == pl.WEB for q in a_answers)
-    assert by_tag(tk["queries"], "classic")[0]["resolver_address"].startswith(pl.SYSTEM_DNS)
+    (system,) = by_tag(tk["queries"], "classic")
+    assert system["resolver_address"] == "" and system["rcode"] is None
+    assert tk["x_resolvers"]["system"].startswith(pl.SYSTEM_DNS)
+    assert [r["query_type"] for r in system["x_raw_responses"]] == ["A", "AAAA"]
+    assert all(isinstance(q["rcode"], int) for q in tk["queries"] if q["engine"] != "getaddrinfo")
     # TCP, TLS with the certificate chain, HTTP
     assert [c["status"]["success"] for c in tk["tcp_connect"]] == [True]
     (hs,) = tk["tls_handshakes"]
@@ -119,7 +126,10 @@ def test_nxdomain_everywhere_is_a_site_that_is_down(net: pl.Internet, control: B
     tk = measure(net, net.https("nx.test"), control.url)["test_keys"]
     assert tk["dns_experiment_failure"] == failures.DNS_NXDOMAIN
     assert {q["failure"] for q in tk["queries"]} == {failures.DNS_NXDOMAIN}
-    assert {q["rcode"] for q in tk["queries"]} == {"NXDOMAIN"}
+    # df-002: the response code is an integer (3, NXDOMAIN)
+    assert {q["rcode"] for q in tk["queries"] if q["engine"] != "getaddrinfo"} == {3}
+    (system,) = by_tag(tk["queries"], "classic")
+    assert {r["rcode"] for r in system["x_raw_responses"]} == {3}
     assert tk["control"]["dns"]["failure"] == "dns_name_error"
     assert tk["tcp_connect"] is None
     assert tk["dns_consistency"] == "consistent"
@@ -145,8 +155,8 @@ def test_injected_answer_racing_the_real_one_is_recorded(
     net: pl.Internet, control: BackgroundServer
 ):
     tk = measure(net, net.https("inject.test"), control.url)["test_keys"]
-    (system_a,) = [q for q in by_tag(tk["queries"], "x_resolver=system") if q["query_type"] == "A"]
-    assert [a["ipv4"] for a in system_a["answers"]] == [pl.BOGON]
+    (system_a,) = by_tag(tk["queries"], "x_resolver=system")
+    assert [a["ipv4"] for a in system_a["answers"] if a["answer_type"] == "A"] == [pl.BOGON]
     (late,) = tk["x_dns_duplicate_responses"]
     assert late["addresses"] == [pl.WEB] and late["differs"] is True
     assert late["t"] > system_a["t"]
@@ -163,10 +173,10 @@ def test_a_late_real_answer_is_heard_while_the_measurement_goes_on(
     url = net.https("lateinject.test")
     tk = measure(net, url, control.url, dns_duplicate_window=2.0, dns_late_grace=2.0)
     tk = tk["test_keys"]
-    (system_a,) = [q for q in by_tag(tk["queries"], "x_resolver=system") if q["query_type"] == "A"]
+    (system,) = by_tag(tk["queries"], "x_resolver=system")
     (late,) = tk["x_dns_duplicate_responses"]
     assert late["addresses"] == [pl.WEB] and late["differs"] is True
-    assert late["t"] - system_a["t"] >= 0.7
+    assert late["t"] - system["t"] >= 0.7
     first_connect = min(c["t0"] for c in tk["tcp_connect"])
     assert first_connect < late["t"]
 
@@ -182,7 +192,7 @@ def test_answer_pointing_at_another_public_host_is_inconsistent(
     plan.add_prefix(f"{pl.GARBAGE}/32", ASInfo(64512, "Somewhere Else"))
     url = f"https://hijack.test:{net.https_port}/"
     tk = measure(net, url, control.url, plan=plan.freeze())["test_keys"]
-    system_a = next(q for q in by_tag(tk["queries"], "classic") if q["query_type"] == "A")
+    (system_a,) = by_tag(tk["queries"], "classic")
     assert system_a["answers"][0]["ipv4"] == pl.GARBAGE
     assert system_a["answers"][0]["asn"] == 64512
     assert by_tag(tk["tls_handshakes"], "x_source=udp")[0]["failure"] is None
@@ -284,11 +294,15 @@ def test_throughput_of_a_media_host_and_the_reference(net: pl.Internet, control:
     assert summary["target"]["bytes"] == pl.THROUGHPUT_SIZE
     assert summary["reference"]["bytes"] == pl.THROUGHPUT_SIZE
     assert summary["target"]["failure"] is None and summary["target"]["bps"] > 0
-    events = tk["network_events"]
-    assert {e["operation"] for e in events} == {"bytes_received_cumulative"}
-    for tag in ("x_throughput=target", "x_throughput=reference"):
-        series = [e["num_bytes"] for e in by_tag(events, tag)]
+    # the samples live under x_throughput: df-008 has no operation for them
+    assert tk["network_events"] is None
+    for which in ("target", "reference"):
+        times = [t for t, _ in summary[which]["samples"]]
+        series = [n for _, n in summary[which]["samples"]]
+        assert times == sorted(times)
         assert series == sorted(series) and series[-1] == pl.THROUGHPUT_SIZE
+    # the downloads' own lookups (the reference host's) are not the measurement's queries
+    assert {q["hostname"] for q in tk["queries"]} == {"media.test"}
 
 
 @pytest.mark.slow
@@ -299,8 +313,7 @@ def test_throttled_host_is_slower_than_the_reference(net: pl.Internet):
     assert 0 < summary["target"]["bytes"] < pl.THROUGHPUT_SIZE  # cut by the time budget
     assert summary["target"]["seconds"] < 1.5
     assert summary["ratio"] < 0.2
-    samples = by_tag(tk["network_events"], "x_throughput=target")
-    assert len(samples) >= 5
+    assert len(summary["target"]["samples"]) >= 5
     assert time.monotonic() - started < 8
 
 

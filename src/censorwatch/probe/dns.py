@@ -60,7 +60,7 @@ class DNSResult:
     t0: float
     t: float = 0.0
     failure: str | None = None
-    rcode: str | None = None
+    rcode: int | None = None  # the DNS response code (df-002: an integer)
     addresses: list[str] = field(default_factory=list)
     answers: list[dict[str, Any]] = field(default_factory=list)
     duplicates: list[dict[str, Any]] = field(default_factory=list)
@@ -108,6 +108,42 @@ class DNSResult:
         }
 
 
+def system_lookup_query(
+    results: list[DNSResult], plan: AddressPlan, transaction_id: int, tags: list[str]
+) -> dict[str, Any]:
+    """The system resolver's A and AAAA answers as one lookup, the way OONI's probes record
+    what the operating system's resolver said: engine ``getaddrinfo``, query type ``ANY``, both
+    families in one list of answers (what a browser on this network would get).
+
+    The lookup fails only when no family answered: an AAAA query with no answer beside an A
+    answer is an ordinary IPv4-only name, not a DNS failure. With no answer at all, the first
+    failure that says more than "no answer" (the A query's first) speaks for the lookup. The
+    resolver's address is in ``x_resolvers`` (as a system lookup carries none) and each raw
+    response in ``x_raw_responses``.
+    """
+    first = results[0]
+    merged = DNSResult(first.hostname, "ANY", "getaddrinfo", "", min(r.t0 for r in results))
+    merged.t = max(r.t for r in results)
+    for r in results:
+        merged.answers.extend(r.answers)
+        merged.addresses.extend(a for a in r.addresses if a not in merged.addresses)
+    if not merged.addresses:
+        told = [r.failure for r in results if r.failure and r.failure != failures.DNS_NO_ANSWER]
+        merged.failure = told[0] if told else failures.DNS_NO_ANSWER
+    query = merged.to_query(plan, transaction_id, tags)
+    query["rcode"] = None
+    query["x_raw_responses"] = [
+        {
+            "query_type": r.query_type,
+            "rcode": r.rcode,
+            "failure": r.failure,
+            "raw_response": base64.b64encode(r.raw_response).decode() if r.raw_response else None,
+        }
+        for r in results
+    ]
+    return query
+
+
 def _answers_of(
     response: dns.message.Message, qtype: int
 ) -> tuple[list[dict[str, Any]], list[str]]:
@@ -132,7 +168,7 @@ def _answers_of(
 
 def _apply_response(result: DNSResult, response: dns.message.Message, qtype: int) -> None:
     rcode = response.rcode()
-    result.rcode = dns.rcode.to_text(rcode)
+    result.rcode = int(rcode)
     result.answers, result.addresses = _answers_of(response, qtype)
     if rcode in _RCODE_FAILURES:
         result.failure = _RCODE_FAILURES[rcode]
@@ -254,7 +290,7 @@ async def _collect_late(
                     "hostname": result.hostname,
                     "query_type": result.query_type,
                     "resolver_address": result.resolver_address,
-                    "rcode": dns.rcode.to_text(response.rcode()),
+                    "rcode": int(response.rcode()),
                     "answers": answers,
                     "addresses": addresses,
                     "differs": sorted(addresses) != sorted(result.addresses)

@@ -2,8 +2,10 @@
 
 A throttled platform and a slow network look alike from one download. Fetching the platform's
 object and, right after, a same-size object from a host that is no target separates the two:
-only the platform's rate drops. Bytes over time go to ``network_events``
-(``bytes_received_cumulative``), the summary to ``x_throughput``.
+only the platform's rate drops. The summary and the bytes over time (``samples``: pairs of
+seconds since the measurement began and bytes received so far) go to ``x_throughput``; OONI's
+``network_events`` (df-008) has no operation for such samples, so it is left to OONI's own
+socket-level events.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class Download:
     status_code: int | None = None
     bytes: int = 0
     seconds: float = 0.0
-    events: list[dict[str, Any]] = field(default_factory=list)
+    samples: list[tuple[float, int]] = field(default_factory=list)  # (t, bytes so far)
 
     @property
     def bps(self) -> float:
@@ -51,6 +53,7 @@ class Download:
             "bps": self.bps,
             "status_code": self.status_code,
             "failure": self.failure,
+            "samples": [[t, n] for t, n in self.samples],
         }
 
 
@@ -62,7 +65,6 @@ async def download(
     budgets: Budgets,
     anchors: tls.TrustAnchors,
     scrubber: Scrubber | None = None,
-    tag: str,
 ) -> Download:
     """Fetch ``url`` for at most the throughput time budget and byte cap, sampling progress."""
     result = Download(url)
@@ -73,13 +75,12 @@ async def download(
         return result
     started = time.monotonic()
     last = [-SAMPLE_EVERY]
-    tags = [f"x_throughput={tag}"]
 
     def on_bytes(total: int) -> None:
         now = time.monotonic()
         if now - started - last[0] >= SAMPLE_EVERY:
             last[0] = now - started
-            result.events.append(_event(total, now - clock, result.address, tags))
+            result.samples.append((round(now - clock, 6), total))
 
     result.address = f"{addresses[0]}"
     exchange = await http.fetch_once(
@@ -103,17 +104,5 @@ async def download(
         exchange.failure == failures.GENERIC_TIMEOUT and exchange.body_length > 0
     ):
         result.failure = exchange.failure
-    result.events.append(_event(result.bytes, time.monotonic() - clock, result.address, tags))
+    result.samples.append((round(time.monotonic() - clock, 6), result.bytes))
     return result
-
-
-def _event(total: int, t: float, address: str, tags: list[str]) -> dict[str, Any]:
-    return {
-        "address": address,
-        "failure": None,
-        "num_bytes": total,
-        "operation": "bytes_received_cumulative",
-        "proto": "tcp",
-        "t": round(t, 6),
-        "tags": tags,
-    }

@@ -47,7 +47,6 @@ class _Record:
     tls_handshakes: list[dict[str, Any]] = field(default_factory=list)
     quic_handshakes: list[dict[str, Any]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
-    network_events: list[dict[str, Any]] = field(default_factory=list)
     hops: list[http.Exchange] = field(default_factory=list)
     http_failure: str | None = None
     http_attempted: bool = False
@@ -66,6 +65,14 @@ class _Record:
     def tid(self) -> int:
         self._next_id += 1
         return self._next_id
+
+
+def _addresses_of(results: list[DNSResult]) -> list[str]:
+    """Every address the results answered, in order, once."""
+    out: list[str] = []
+    for r in results:
+        out.extend(a for a in r.addresses if a not in out)
+    return out
 
 
 def _is_ip(host: str) -> bool:
@@ -119,10 +126,6 @@ class WebConnectivity:
             scrubber=self.scrubber,
         )
 
-    def _record_query(self, rec: _Record, label: str, result: DNSResult, tags: list[str]) -> None:
-        rec.queries.append(result.to_query(self.config.plan, rec.tid(), tags))
-        rec.listening.append((label, result))
-
     async def _collect_duplicates(self, rec: _Record) -> None:
         """Late DNS answers heard while the flow went on, and for a short grace after it."""
         grace = 0.0 if rec.deadline_exceeded else self.budgets.dns_late_grace
@@ -135,33 +138,53 @@ class WebConnectivity:
                 )
 
     async def _resolve_all(self, host: str, rec: _Record, clock: float) -> dict[str, list[str]]:
-        """Addresses per resolver label; every query recorded."""
+        """Addresses per resolver label; every query recorded. The system resolver's two
+        queries are recorded as one lookup, as OONI's probes record the system's answer."""
         jobs = []
         for label, engine, where in self._resolvers():
             for qtype in ("A", "AAAA"):
                 jobs.append((label, qtype, self._query(engine, where, host, qtype, clock)))
         results = await asyncio.gather(*(j[2] for j in jobs))
-        by_label: dict[str, list[str]] = {}
-        failures_by_label: dict[str, list[str | None]] = {}
+        by_label: dict[str, list[DNSResult]] = {}
         for (label, _qtype, _), result in zip(jobs, results, strict=True):
-            tags = (
-                ["classic", f"x_resolver={label}"] if label == "system" else [f"x_resolver={label}"]
-            )
-            self._record_query(rec, label, result, tags)
-            by_label.setdefault(label, []).extend(
-                a for a in result.addresses if a not in by_label.get(label, [])
-            )
-            failures_by_label.setdefault(label, []).append(result.failure)
+            by_label.setdefault(label, []).append(result)
+        addresses: dict[str, list[str]] = {}
+        for label, found in by_label.items():
+            self._record_lookup(rec, label, found, [])
+            addresses[label] = _addresses_of(found)
         first = self._resolvers()[0][0] if self._resolvers() else None
         if first is not None:
-            rec.classic_addresses = by_label.get(first, [])
+            rec.classic_addresses = addresses.get(first, [])
             if not rec.classic_addresses:
-                fails = [f for f in failures_by_label.get(first, []) if f]
+                fails = [r.failure for r in by_label.get(first, []) if r.failure]
                 # The A query's failure speaks for the name (AAAA often has no answer).
                 rec.classic_failure = fails[0] if fails else failures.DNS_NO_ANSWER
-        return by_label
+        return addresses
 
-    def _redirect_resolver(self, rec: _Record, clock: float) -> http.Resolver:
+    def _record_lookup(
+        self, rec: _Record, label: str, results: list[DNSResult], extra_tags: list[str]
+    ) -> dict[str, Any]:
+        """Record one resolver's answers for a name: the system resolver's as one
+        ``getaddrinfo`` lookup, any other resolver's as one query per type."""
+        rec.listening.extend((label, r) for r in results)
+        tags = [f"x_resolver={label}", *extra_tags]
+        if label == "system":
+            query = dns.system_lookup_query(
+                results, self.config.plan, rec.tid(), ["classic", *tags]
+            )
+            rec.queries.append(query)
+            return query
+        recorded = [r.to_query(self.config.plan, rec.tid(), tags) for r in results]
+        rec.queries.extend(recorded)
+        ok = [q for q in recorded if not q["failure"]]
+        return ok[0] if ok else recorded[0]
+
+    def _redirect_resolver(
+        self, rec: _Record, clock: float, *, record: bool = True
+    ) -> http.Resolver:
+        """How a redirect's next host is looked up: by the first resolver, the system one's
+        answer recorded as the system's lookup (both families) like the measured name's."""
+
         async def resolve(host: str) -> tuple[list[str], str | None]:
             if _is_ip(host):
                 return [host.strip("[]")], None
@@ -169,9 +192,17 @@ class WebConnectivity:
             if not resolvers:
                 return [], failures.DNS_SERVER_MISBEHAVING
             label, engine, where = resolvers[0]
-            result = await self._query(engine, where, host, "A", clock)
-            self._record_query(rec, label, result, [f"x_resolver={label}", "x_redirect"])
-            return result.addresses, result.failure
+            qtypes = ("A", "AAAA") if label == "system" else ("A",)
+            results = list(
+                await asyncio.gather(*(self._query(engine, where, host, q, clock) for q in qtypes))
+            )
+            failure: str | None
+            if record:
+                failure = self._record_lookup(rec, label, results, ["x_redirect"])["failure"]
+            else:
+                failure = None if _addresses_of(results) else results[0].failure
+            # The A answers first: the HTTP step connects to the first address.
+            return ([] if failure else _addresses_of(results)), failure
 
         return resolve
 
@@ -415,23 +446,20 @@ class WebConnectivity:
         return failures.UNKNOWN
 
     async def _throughput(self, target: Target, rec: _Record, clock: float) -> None:
-        resolve = self._redirect_resolver(rec, clock)
+        # The downloads' lookups (the reference host's above all) are not steps of measuring
+        # the URL, so they stay out of ``queries``; each download names what it connected to.
+        resolve = self._redirect_resolver(rec, clock, record=False)
         common = dict(
             clock=clock, budgets=self.budgets, anchors=self.config.anchors, scrubber=self.scrubber
         )
         own = await throughput.download(
             throughput.object_url(target.url, target.throughput_path),
             resolve,
-            tag="target",
             **common,
         )
-        rec.network_events.extend(own.events)
         summary: dict[str, Any] = {"target": own.summary(), "reference": None}
         if self.config.reference_url:
-            ref = await throughput.download(
-                self.config.reference_url, resolve, tag="reference", **common
-            )
-            rec.network_events.extend(ref.events)
+            ref = await throughput.download(self.config.reference_url, resolve, **common)
             summary["reference"] = ref.summary()
             if own.bps and ref.bps:
                 summary["ratio"] = round(own.bps / ref.bps, 4)
@@ -447,7 +475,7 @@ class WebConnectivity:
             "client_resolver": resolver_ip or None,
             "retries": None,
             "socksproxy": None,
-            "network_events": rec.network_events or None,
+            "network_events": None,
             "x_dns_whoami": None,
             "x_doh": None,
             "x_do53": None,
