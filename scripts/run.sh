@@ -14,7 +14,9 @@ VENV="${CENSORWATCH_VENV:-$ROOT/.venv}"
 OONIDATA_VENV="${CENSORWATCH_OONIDATA_VENV:-$ROOT/.venv-oonidata}"
 OONIDATA_VERSION="0.3.0"
 APT_PACKAGES=(iproute2 iptables nftables dnsmasq-base libnetfilter-queue-dev libnfnetlink-dev
-              gcc python3-dev chromium)
+              gcc python3-dev chromium
+              # The evidence report's PDF (WeasyPrint renders with Pango) and its tests (pdftotext).
+              libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core poppler-utils)
 
 log() { printf '\033[1m[censorwatch]\033[0m %s\n' "$*" >&2; }
 

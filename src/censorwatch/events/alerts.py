@@ -20,9 +20,12 @@ import threading
 import time
 from collections.abc import Iterable
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from censorwatch.events.platforms import Platform
+from censorwatch.events.rollup import AlertScope, contents, fold_hosts, in_scope
 from censorwatch.events.tracker import Change
 from censorwatch.model import Event
 
@@ -48,19 +51,58 @@ def summary(event: Event) -> str:
     return text
 
 
-def alert_message(change: Change) -> dict[str, Any]:
+def alert_message(change: Change, inside: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The alert for one change. ``inside`` (``rollup.contents``) adds the networks and hosts
+    the event holds; the ``alert_id`` depends on the change alone, never on that context."""
     ev = change.event
     ident = "|".join(
         [change.kind, ev.event_id, ",".join(sorted(ev.methods)), ",".join(ev.asns)]
         + ([ev.end.before] if ev.end and change.kind == "ended" else [])
     )
-    return {
+    message = {
         "alert_id": "alr_" + hashlib.sha256(ident.encode()).hexdigest()[:24],
         "kind": change.kind,
         "event_id": ev.event_id,
         "summary": summary(ev),
         "event": ev.to_record(),
     }
+    if inside is not None:
+        message["networks"] = inside["networks"]
+        message["hosts"] = inside["hosts"]
+    return message
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """What a subscriber wants to be told: how deep (``national`` by default: one alert when a
+    national block opens, changes networks or methods, or ends; ``network`` adds each
+    network's; ``host`` each host's), and optionally only some countries and targets (a
+    platform name, or a host, which also matches the platform events that hold it)."""
+
+    scope: AlertScope = "national"
+    ccs: frozenset[str] = frozenset()
+    targets: frozenset[str] = frozenset()
+
+    def messages(
+        self, changes: Iterable[Change], events: list[Event], platforms: list[Platform]
+    ) -> list[dict[str, Any]]:
+        """The alerts for ``changes``, each carrying the networks and hosts inside its event.
+        ``events`` are all current events (what the changes' events are folded against)."""
+        shown = {e.event_id for e, _ in fold_hosts(events, platforms)}
+        out = []
+        for change in changes:
+            ev = change.event
+            if self.ccs and ev.cc not in self.ccs:
+                continue
+            if not in_scope(ev, shown, platforms, self.scope):
+                continue
+            inside = contents(ev, events, platforms)
+            if self.targets and not (
+                ev.target in self.targets or {h["host"] for h in inside["hosts"]} & self.targets
+            ):
+                continue
+            out.append(alert_message(change, inside))
+        return out
 
 
 class AlertQueue:

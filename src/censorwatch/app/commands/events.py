@@ -32,39 +32,13 @@ def _bracket(after: str | None, before: str) -> str:
     return f"{after or '(no earlier data)'} → {before}"
 
 
-def fold_hosts(events: list[Event], platforms: list[Platform]) -> list[tuple[Event, int]]:
-    """Events for the table: a host's event is folded into its platform's event when the
-    platform has one on the same networks that covers the host's onset. Returns each event
-    shown with the number of host events folded into it."""
-    owners = {p.name: p for p in platforms}
-    shown: list[tuple[Event, int]] = []
-    folded: set[str] = set()
-    for ev in events:
-        platform = owners.get(ev.target)
-        if platform is None:
-            continue
-        hosts = [
-            h
-            for h in events
-            if h.event_id not in folded
-            and h.target not in owners
-            and platform.owns(h.target)
-            and (h.scope, h.cc, h.asns) == (ev.scope, ev.cc, ev.asns)
-            and ev.onset.before <= h.onset.before
-            and (ev.end is None or h.onset.before <= ev.end.before)
-        ]
-        folded.update(h.event_id for h in hosts)
-        shown.append((ev, len(hosts)))
-    count = {e.event_id: n for e, n in shown}
-    return [(e, count.get(e.event_id, 0)) for e in events if e.event_id not in folded]
-
-
 def render_table(
     events: list[Event], platforms: list[Platform], *, all_hosts: bool = False
 ) -> None:
     from rich.table import Table
 
     from censorwatch.console import table_console
+    from censorwatch.events.rollup import fold_hosts
 
     display = {p.name: p.display_name for p in platforms}
     rows = [(e, 0) for e in events] if all_hosts else fold_hosts(events, platforms)
@@ -113,6 +87,21 @@ def render_table(
     table_console().print(table)
 
 
+def _subscription(scope: str, ccs: list[str] | None, targets: list[str] | None) -> Any:
+    from censorwatch.events.alerts import Subscription
+    from censorwatch.events.rollup import ALERT_SCOPES
+
+    if scope not in ALERT_SCOPES:
+        raise typer.BadParameter(
+            f"{scope!r} is not one of {', '.join(ALERT_SCOPES)}", param_hint="--alert-scope"
+        )
+    return Subscription(
+        scope,  # type: ignore[arg-type]
+        frozenset(c.upper() for c in ccs or []),
+        frozenset(t.lower() for t in targets or []),
+    )
+
+
 def events(
     verdicts: Annotated[
         list[Path] | None,
@@ -132,6 +121,23 @@ def events(
         float,
         typer.Option(help="Seconds to spend delivering alerts before exiting (rest stay queued)."),
     ] = 10.0,
+    alert_scope: Annotated[
+        str,
+        typer.Option(
+            "--alert-scope",
+            help="How deep alerts go: national (one per national block), network, host.",
+        ),
+    ] = "national",
+    alert_cc: Annotated[
+        list[str] | None,
+        typer.Option("--alert-cc", help="Alert only for these countries (repeatable)."),
+    ] = None,
+    alert_target: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--alert-target", help="Alert only for these platforms or hosts (repeatable)."
+        ),
+    ] = None,
     profile: Annotated[
         list[Path] | None,
         typer.Option("--profile", help="Platform profile TOML (default: the bundled ones)."),
@@ -156,6 +162,7 @@ def events(
         raise typer.BadParameter("give either --db or verdict JSONL files")
     if webhook and not state:
         raise typer.BadParameter("--webhook needs --state (alerts are queued next to it)")
+    subscription = _subscription(alert_scope, alert_cc, alert_target)
     platforms = load_platforms(profile) if profile else load_platforms()
     tracker = EventTracker(platforms=platforms, state_path=state)
     errors: list[str] = []
@@ -183,10 +190,10 @@ def events(
         typer.echo(f"skipped {tracker.late} verdicts older than the saved state", err=True)
 
     if webhook and state:
-        from censorwatch.events.alerts import AlertQueue, WebhookSender, alert_message
+        from censorwatch.events.alerts import AlertQueue, WebhookSender
 
         queue = AlertQueue(state.with_name(state.name + ".alerts.sqlite"))
-        queue.enqueue([alert_message(c) for c in changes], webhook)
+        queue.enqueue(subscription.messages(changes, tracker.events(), platforms), webhook)
         sender = WebhookSender(queue).start()
         left = sender.drain(webhook_wait)
         sender.stop()
