@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from censorwatch.events.platforms import Platform
-from censorwatch.events.rollup import AlertScope, contents, fold_hosts, in_scope
+from censorwatch.events.rollup import AlertScope, contents, in_scope
 from censorwatch.events.tracker import Change
 from censorwatch.model import Event
 
@@ -88,13 +88,12 @@ class Subscription:
     ) -> list[dict[str, Any]]:
         """The alerts for ``changes``, each carrying the networks and hosts inside its event.
         ``events`` are all current events (what the changes' events are folded against)."""
-        shown = {e.event_id for e, _ in fold_hosts(events, platforms)}
         out = []
         for change in changes:
             ev = change.event
             if self.ccs and ev.cc not in self.ccs:
                 continue
-            if not in_scope(ev, shown, platforms, self.scope):
+            if not in_scope(ev, events, platforms, self.scope):
                 continue
             inside = contents(ev, events, platforms)
             if self.targets and not (

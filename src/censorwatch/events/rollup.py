@@ -1,11 +1,12 @@
-"""How events nest: a platform's event holds the host events it explains, a national event the
-network events it groups.
+"""How events nest: a platform's event holds its hosts' events, a national event the network
+events it groups.
 
 One national block of X produces dozens of event records (per host and per platform, per
-network and national). A reader wants the top of that tree with its contents: the table folds
-host events into their platform's row, an alert for a national event names the networks and
-hosts inside it, and a subscriber chooses how deep to be told (``national``, ``network``,
-``host``). All three use the rules of this module, so they agree on what is inside what.
+network and national). A reader wants the top of that tree with its contents: the explorer
+groups details under their top event, the table folds host events into their platform's row,
+an alert for a national event names the networks and hosts inside it, and a subscriber
+chooses how deep to be told (``national``, ``network``, ``host``). All of them use
+``contains``, so they agree on what is inside what.
 """
 
 from __future__ import annotations
@@ -20,58 +21,60 @@ AlertScope = Literal["national", "network", "host"]
 ALERT_SCOPES: tuple[AlertScope, ...] = ("national", "network", "host")
 
 
-def _covers(outer: Event, inner: Event) -> bool:
-    """``inner`` began while ``outer`` was going on."""
-    return outer.onset.before <= inner.onset.before and (
-        outer.end is None or inner.onset.before <= outer.end.before
-    )
+def _overlaps(a: Event, b: Event) -> bool:
+    a_end = a.end.before if a.end else "9999"
+    b_end = b.end.before if b.end else "9999"
+    return a.onset.before <= b_end and b.onset.before <= a_end
+
+
+def _covers(target: str, host: str, platforms: Iterable[Platform]) -> bool:
+    """Whether ``target`` is ``host`` itself or a platform that owns it."""
+    return target == host or any(p.name == target and p.owns(host) for p in platforms)
+
+
+def contains(outer: Event, inner: Event, platforms: Iterable[Platform]) -> bool:
+    """Whether ``inner`` is a detail of ``outer``: one of its hosts, or one of its networks
+    (same country, overlapping in time, ``inner``'s networks among ``outer``'s)."""
+    if outer.event_id == inner.event_id or outer.cc != inner.cc or not _overlaps(outer, inner):
+        return False
+    if not set(inner.asns) <= set(outer.asns):
+        return False
+    if outer.scope == inner.scope:
+        return outer.target != inner.target and _covers(outer.target, inner.target, platforms)
+    return outer.scope == "national" and _covers(outer.target, inner.target, platforms)
+
+
+def group_events(events: list[Event], platforms: list[Platform]) -> list[tuple[Event, list[Event]]]:
+    """Top-level events (in the given order), each with the events that are its details.
+
+    "X blocked in PK on 2 networks" stands for "x.com blocked on AS17557" and the rest, so a
+    reader sees each block once and can open its parts.
+    """
+    tops = [e for e in events if not any(contains(o, e, platforms) for o in events)]
+    return [(t, [e for e in events if contains(t, e, platforms)]) for t in tops]
+
+
+def _held_by_same_scope(event: Event, events: list[Event], platforms: list[Platform]) -> bool:
+    """A host's event that its platform's event of the same scope holds."""
+    return any(o.scope == event.scope and contains(o, event, platforms) for o in events)
 
 
 def fold_hosts(events: list[Event], platforms: list[Platform]) -> list[tuple[Event, int]]:
-    """The events a reader sees first: a host's event is folded into its platform's event
-    when the platform has one of the same scope, country and networks that covers the host's
-    onset. Returns each event shown, in the given order, with the number folded into it."""
-    owners = {p.name: p for p in platforms}
-    folded: set[str] = set()
-    count: dict[str, int] = {}
-    for ev in events:
-        platform = owners.get(ev.target)
-        if platform is None:
-            continue
-        hosts = [
-            h
-            for h in events
-            if h.event_id not in folded
-            and h.target not in owners
-            and platform.owns(h.target)
-            and (h.scope, h.cc, h.asns) == (ev.scope, ev.cc, ev.asns)
-            and _covers(ev, h)
-        ]
-        folded.update(h.event_id for h in hosts)
-        count[ev.event_id] = len(hosts)
-    return [(e, count.get(e.event_id, 0)) for e in events if e.event_id not in folded]
-
-
-def is_host_level(event: Event, platforms: Iterable[Platform]) -> bool:
-    """A host's event whose host belongs to a platform (the platform's event is the headline)."""
-    names = {p.name for p in platforms}
-    if event.target in names:
-        return False
-    return any(p.owns(event.target) for p in platforms)
+    """The table's rows: a host's event is folded into its platform's event of the same scope
+    that holds it. Returns each event shown, in the given order, with the number folded in."""
+    shown = [e for e in events if not _held_by_same_scope(e, events, platforms)]
+    return [
+        (e, sum(1 for h in events if h.scope == e.scope and contains(e, h, platforms)))
+        for e in shown
+    ]
 
 
 def contents(event: Event, events: list[Event], platforms: list[Platform]) -> dict[str, Any]:
-    """What an event holds, for an alert or a feed entry: per network, the network events of
-    the same target (methods, onset, status); and per host of a platform, the networks and
-    methods of its own events, from the events that ``event`` covers."""
-    inside = [
-        e
-        for e in events
-        if e.scope == "network"
-        and e.cc == event.cc
-        and set(e.asns) <= set(event.asns)
-        and (_covers(event, e) or _covers(e, event))
-    ]
+    """What an event holds, for an alert: its target's network events (methods, onset,
+    status) and, for a platform, each host with the networks and methods of its events."""
+    inside = [e for e in events if e.scope == "network" and contains(event, e, platforms)]
+    if event.scope == "network":
+        inside = []
     networks = [
         {
             "asn": e.asns[0],
@@ -83,14 +86,12 @@ def contents(event: Event, events: list[Event], platforms: list[Platform]) -> di
         for e in inside
         if e.target == event.target
     ]
-    platform = next((p for p in platforms if p.name == event.target), None)
     hosts: dict[str, dict[str, set[str]]] = {}
-    if platform is not None:
-        for e in inside:
-            if e.target != event.target and platform.owns(e.target):
-                entry = hosts.setdefault(e.target, {"asns": set(), "methods": set()})
-                entry["asns"].update(e.asns)
-                entry["methods"].update(e.methods)
+    for e in events:
+        if e.target != event.target and contains(event, e, platforms):
+            entry = hosts.setdefault(e.target, {"asns": set(), "methods": set()})
+            entry["asns"].update(e.asns)
+            entry["methods"].update(e.methods)
     return {
         "networks": sorted(networks, key=lambda n: n["asn"]),
         "hosts": [
@@ -100,16 +101,18 @@ def contents(event: Event, events: list[Event], platforms: list[Platform]) -> di
     }
 
 
-def in_scope(event: Event, shown: set[str], platforms: list[Platform], depth: AlertScope) -> bool:
+def in_scope(
+    event: Event, events: list[Event], platforms: list[Platform], depth: AlertScope
+) -> bool:
     """Whether a subscriber at ``depth`` hears of ``event``; each depth includes the ones
-    above it. ``shown`` holds the ids that ``fold_hosts`` keeps.
+    above it.
 
-    - ``national``: national events, a platform's rather than its hosts' where it covers them;
-    - ``network``: network events too, folded the same way;
-    - ``host``: every event, each host's own included.
+    - ``national``: national events that no other event holds (a platform's, not its hosts');
+    - ``network``: network events too, a platform's rather than its hosts';
+    - ``host``: every event.
     """
     if depth == "host":
         return True
-    if event.event_id not in shown:
-        return False
-    return event.scope == "national" or depth == "network"
+    if event.scope == "national":
+        return not any(contains(o, event, platforms) for o in events)
+    return depth == "network" and not _held_by_same_scope(event, events, platforms)

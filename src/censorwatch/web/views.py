@@ -15,6 +15,8 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from censorwatch.events.platforms import Platform, host_of, platforms_of
+from censorwatch.events.rollup import contains as contains
+from censorwatch.events.rollup import group_events as group_events
 from censorwatch.events.timeline import MIN_MARK as MIN_MARK
 from censorwatch.events.timeline import SEVERITY as SEVERITY
 from censorwatch.events.timeline import Band as Band
@@ -77,38 +79,6 @@ def ordered_events(events: Iterable[Event]) -> list[Event]:
     """Ongoing before ended; national before network; latest onset first."""
     ranked = sorted(events, key=lambda e: e.onset.before, reverse=True)
     return sorted(ranked, key=lambda e: (e.status != "ongoing", e.scope != "national"))
-
-
-def _overlaps(a: Event, b: Event) -> bool:
-    a_end = a.end.before if a.end else "9999"
-    b_end = b.end.before if b.end else "9999"
-    return a.onset.before <= b_end and b.onset.before <= a_end
-
-
-def _covers(target: str, host: str, platforms: Iterable[Platform]) -> bool:
-    """Whether ``target`` is ``host`` itself or a platform that owns it."""
-    return target == host or any(p.name == target and p.owns(host) for p in platforms)
-
-
-def contains(outer: Event, inner: Event, platforms: Iterable[Platform]) -> bool:
-    """Whether ``inner`` is a detail of ``outer``: one of its hosts, or one of its networks."""
-    if outer.event_id == inner.event_id or outer.cc != inner.cc or not _overlaps(outer, inner):
-        return False
-    if not set(inner.asns) <= set(outer.asns):
-        return False
-    if outer.scope == inner.scope:
-        return outer.target != inner.target and _covers(outer.target, inner.target, platforms)
-    return outer.scope == "national" and _covers(outer.target, inner.target, platforms)
-
-
-def group_events(events: list[Event], platforms: list[Platform]) -> list[tuple[Event, list[Event]]]:
-    """Top-level events (in the given order), each with the events that are its details.
-
-    "X blocked in PK on 2 networks" stands for "x.com blocked on AS17557" and the rest, so a
-    reader sees each block once and can open its parts.
-    """
-    tops = [e for e in events if not any(contains(o, e, platforms) for o in events)]
-    return [(t, [e for e in events if contains(t, e, platforms)]) for t in tops]
 
 
 def target_name(target: str, platforms: Iterable[Platform]) -> str:
