@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "demo"),
     "testbed": ("testbed", "app"),
     "fingerprints": ("analyze", "fingerprints_app"),
+    "geo": ("geo", "app"),
+    "population": ("population", "app"),
     "control": ("control", "app"),
     "store": ("store", "app"),
     "ingest": ("ingest", "app"),

@@ -124,6 +124,9 @@ class Event(msgspec.Struct, omit_defaults=False):
     confidence: float
     measurements: dict[str, int]
     evidence: list[str]
+    #: Users on the blocking networks, from per-AS estimates (``events.population``); absent
+    #: (never zero) when no estimate covers the event's networks.
+    impact: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
 
     def to_record(self) -> dict[str, Any]:
         return msgspec.to_builtins(self)

@@ -73,6 +73,7 @@ def create_app(
     collector: Collector | None = None,
     *,
     extra_routers: Iterable[Any] = (),
+    population: list[Any] | None = None,
 ) -> FastAPI:
     """The app over ``pipeline``'s store and archive; ``collector`` enables submissions."""
 
@@ -100,6 +101,7 @@ def create_app(
     app.state.pipeline = pipeline
     app.state.store = pipeline.store
     app.state.collector = collector
+    app.state.population = population or []  # events.population.Estimates
     app.state.metrics = collector.metrics if collector is not None else Metrics()
     for router in ROUTERS:
         app.include_router(router)

@@ -446,9 +446,14 @@ def submit(run: DemoRun, measurements: list[dict[str, Any]], api: str) -> str:
 def find_events(run: DemoRun) -> dict[str, Any] | None:
     """Events from the verdicts; returns the widest national event, if any."""
     verdicts = str(run.out / "verdicts.jsonl")
-    subprocess.run(_cw("events", verdicts, "--scope", "national"), check=False)
+    # The scenario's user estimates (illustrative figures), so the national event says how
+    # many people are on the blocking networks.
+    from censorwatch.testbed.scenario import scenario_population
+
+    population = ["--population", str(scenario_population(SCENARIO))]
+    subprocess.run(_cw("events", verdicts, "--scope", "national", *population), check=False)
     proc = subprocess.run(
-        _cw("events", verdicts, "--json"), capture_output=True, text=True, check=False
+        _cw("events", verdicts, "--json", *population), capture_output=True, text=True, check=False
     )
     events_file = run.out / "events.jsonl"
     events_file.write_text(proc.stdout)
@@ -468,6 +473,10 @@ def find_events(run: DemoRun) -> dict[str, Any] | None:
         f"{' / '.join(best['methods'])}, onset between {best['onset']['after']} and "
         f"{best['onset']['before']}, {best['status']}"
     )
+    if best.get("impact"):
+        from censorwatch.events.population import impact_line
+
+        run.say(impact_line(best["impact"]))
     return best
 
 

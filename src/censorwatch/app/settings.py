@@ -11,6 +11,9 @@ DEFAULT_DB = Path("censorwatch.duckdb")
 DEFAULT_ARCHIVE = Path("censorwatch-archive")
 #: The transparency log lives inside the archive unless told otherwise.
 LOG_DIR_NAME = "transparency-log"
+#: Per-AS user-population estimates (``censorwatch population load``), read by ``events`` and
+#: ``serve`` to say how many people a national block touches.
+DEFAULT_POPULATION = Path("censorwatch-population")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024

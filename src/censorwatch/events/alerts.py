@@ -48,6 +48,10 @@ def summary(event: Event) -> str:
         text = f"{event.target} blocked on {nets} ({event.cc}) by {how}, onset before {since}"
     if event.end:
         text += f", ended by {event.end.before}"
+    if isinstance(event.impact, dict):
+        from censorwatch.events.population import impact_line
+
+        text += f"; {impact_line(event.impact)}"
     return text
 
 

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from censorwatch.events.feed import ATOM_TYPE, atom_feed, updated_of
+from censorwatch.events.population import with_impact
 from censorwatch.events.tracker import detect_events
 from censorwatch.model import Event
 from censorwatch.store.filters import parse_asn
@@ -60,6 +61,7 @@ async def _select(request: Request, q: EventQuery) -> list[Event]:
         raise HTTPException(400, f"since/until must be RFC 3339 times: {exc}") from exc
     cc = q.probe_cc.upper() if q.probe_cc else None
     events = await run_in_threadpool(_events, request.app.state.store, cc)
+    events = with_impact(events, getattr(request.app.state, "population", []))
     asn = parse_asn(q.probe_asn)
     return [
         e

@@ -233,6 +233,17 @@ def shipped() -> list[str]:
     )
 
 
+def scenario_population(name: str) -> Path:
+    """The user-population estimates shipped beside a scenario (``NAME.population.json``, in
+    ``events.population``'s normalised form; illustrative figures for the emulated networks)."""
+    path = Path(
+        str(resources.files("censorwatch.testbed") / "scenarios" / f"{name}.population.json")
+    )
+    if not path.is_file():
+        raise ScenarioError(f"scenario {name!r} ships no population estimates")
+    return path
+
+
 def load(name_or_path: str) -> Scenario:
     """Read a scenario from a path, or by the name of one shipped with the package."""
     path = Path(name_or_path)

@@ -129,7 +129,7 @@ _matrix = views.StoreCache(_latest_matrix)
 def overview(request: Request) -> HTMLResponse:
     store = request.app.state.store
     platforms = _platforms()
-    events = views.ordered_events(_events.get(store))
+    events = views.ordered_events(_events_of(request))
     newest, matrix = _matrix.get(store)
     return render(
         "overview.html",
@@ -141,10 +141,22 @@ def overview(request: Request) -> HTMLResponse:
     )
 
 
+def _events_of(request: Request) -> list[Event]:
+    """Every stored event, national ones with the users on their networks when the app has
+    population estimates."""
+    from censorwatch.events.population import with_impact
+
+    store = request.app.state.store
+    return with_impact(_events.get(store), getattr(request.app.state, "population", []))
+
+
 def _event_item(
     e: Event, platforms: list[Platform], details: list[Event] | None = None
 ) -> dict[str, Any]:
+    from censorwatch.events.population import impact_line
+
     return {
+        "impact": impact_line(e.impact) if isinstance(e.impact, dict) else None,
         "event": e,
         "headline": views.headline(e, platforms),
         "methods": views.methods_text(e),
@@ -187,7 +199,7 @@ def _target_verdicts(
 def event_page(request: Request, event_id: str) -> HTMLResponse:
     store = request.app.state.store
     platforms = _platforms()
-    events = _events.get(store)
+    events = _events_of(request)
     event = next((e for e in events if e.event_id == event_id), None)
     if event is None:
         return not_found(f"event {event_id}")
@@ -296,7 +308,7 @@ def measurement(request: Request, measurement_uid: str) -> HTMLResponse:
         log.warning("raw measurement %s unreadable", measurement_uid, exc_info=True)
         raw = None
     platforms = _platforms()
-    events = [e for e in _events.get(store) if measurement_uid in e.evidence]
+    events = [e for e in _events_of(request) if measurement_uid in e.evidence]
     return render(
         "measurement.html",
         title=f"{row['input'] or row['domain'] or measurement_uid} on {row['probe_asn']}",
@@ -334,7 +346,7 @@ def network(request: Request, asn: str) -> HTMLResponse:
     ]
     countries = sorted({v["probe_cc"] for v in verdicts})
     platforms = _platforms()
-    events = [e for e in _events.get(store) if asn in e.asns]
+    events = [e for e in _events_of(request) if asn in e.asns]
     return render(
         "network.html",
         title=f"Network {asn}",

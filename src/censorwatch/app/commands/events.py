@@ -142,6 +142,13 @@ def events(
         list[Path] | None,
         typer.Option("--profile", help="Platform profile TOML (default: the bundled ones)."),
     ] = None,
+    population: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--population",
+            help="Per-AS user estimates (file or directory; default censorwatch-population/).",
+        ),
+    ] = None,
     cc: Annotated[str | None, typer.Option(help="Only events in this country.")] = None,
     asn: Annotated[str | None, typer.Option(help="Only events involving this network.")] = None,
     target: Annotated[str | None, typer.Option(help="Only this domain or platform.")] = None,
@@ -155,7 +162,9 @@ def events(
     ] = False,
 ) -> None:
     """Block events per network and national, with bracketed onset and end."""
+    from censorwatch.app.population import estimates_or_exit
     from censorwatch.events.platforms import load_platforms
+    from censorwatch.events.population import with_impact
     from censorwatch.events.tracker import EventTracker
 
     if bool(verdicts) == bool(db):
@@ -164,6 +173,7 @@ def events(
         raise typer.BadParameter("--webhook needs --state (alerts are queued next to it)")
     subscription = _subscription(alert_scope, alert_cc, alert_target)
     platforms = load_platforms(profile) if profile else load_platforms()
+    estimates = estimates_or_exit(population)
     tracker = EventTracker(platforms=platforms, state_path=state)
     errors: list[str] = []
     if db:
@@ -193,7 +203,10 @@ def events(
         from censorwatch.events.alerts import AlertQueue, WebhookSender
 
         queue = AlertQueue(state.with_name(state.name + ".alerts.sqlite"))
-        queue.enqueue(subscription.messages(changes, tracker.events(), platforms), webhook)
+        current = with_impact(tracker.events(), estimates)
+        by_id = {e.event_id: e for e in current}
+        changes = [type(c)(c.kind, by_id.get(c.event.event_id, c.event)) for c in changes]
+        queue.enqueue(subscription.messages(changes, current, platforms), webhook)
         sender = WebhookSender(queue).start()
         left = sender.drain(webhook_wait)
         sender.stop()
@@ -202,7 +215,7 @@ def events(
 
     shown = [
         e
-        for e in tracker.events()
+        for e in with_impact(tracker.events(), estimates)
         if (cc is None or e.cc == cc.upper())
         and (asn is None or asn.upper() in e.asns)
         and (target is None or e.target == target.lower())

@@ -35,6 +35,11 @@ def serve(
         None, "--fingerprints", help="Directory of blockpage/DNS fingerprint files."
     ),
     asn_db: Path | None = typer.Option(None, "--asn-db", help="IP-to-ASN database."),
+    population: list[Path] | None = typer.Option(
+        None,
+        "--population",
+        help="Per-AS user estimates (file or directory; default censorwatch-population/).",
+    ),
     max_body_bytes: int = typer.Option(
         DEFAULT_MAX_BODY_BYTES, "--max-body-bytes", help="Largest accepted submission."
     ),
@@ -101,7 +106,14 @@ def serve(
         raise typer.BadParameter(str(exc), param_hint="--db") from None
     except LogBusyError as exc:
         raise typer.BadParameter(f"{exc}: is another collector running?") from None
-    app = create_app(services.pipeline, services.collector, extra_routers=services.routers())
+    from censorwatch.app.population import estimates_or_exit
+
+    app = create_app(
+        services.pipeline,
+        services.collector,
+        extra_routers=services.routers(),
+        population=estimates_or_exit(population),
+    )
 
     sock = listen_socket(host, port)
     bound = sock.getsockname()[1]
