@@ -51,6 +51,8 @@ def json_problem(exc: BaseException) -> str:
         return "invalid JSON: nested too deeply"
     if isinstance(exc, UnicodeDecodeError):
         return f"invalid JSON: not UTF-8 (byte {exc.start})"
+    if "UTF-8" in str(exc):  # msgspec 0.23 and later raise DecodeError for bad UTF-8
+        return "invalid JSON: not UTF-8"
     return f"invalid JSON: {exc}"
 
 
