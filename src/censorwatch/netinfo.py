@@ -11,6 +11,9 @@ environment variable ``CENSORWATCH_ASN_DB``). Two formats are read:
 
   ``public_prefixes`` are ranges that count as public internet even though they are reserved
   (the testbed lives in documentation ranges), so they are never taken for bogons.
+
+MaxMind-format databases (``.mmdb``, dated directories of them) are read by
+``censorwatch.geo``, whose ``ip_database`` opens any of these formats behind this interface.
 """
 
 from __future__ import annotations
@@ -181,6 +184,11 @@ class AddressPlan:
             if version == addr.version and start <= value <= end:
                 return info
         return None
+
+    def at(self, when: object = None) -> AddressPlan:
+        """The facts valid at ``when`` (a measurement's start time). One plan or file holds
+        for all time; ``censorwatch.geo`` overrides this to pick among dated databases."""
+        return self
 
     def is_bogon(self, ip: str) -> bool:
         """True for addresses no public host can have (:func:`is_special`), outside the plan's

@@ -29,12 +29,11 @@ def build_analyzer(fingerprints: Path | None, asn_db: Path | None) -> Analyzer:
         from censorwatch.analysis.fingerprints import Fingerprints
 
         fps = Fingerprints.load(fingerprints)
-    plan = None
-    if asn_db is not None:
-        from censorwatch.netinfo import address_plan
+    from censorwatch.geo import ip_database
 
-        plan = address_plan(asn_db)
-    return load_analyzer(fps, plan)
+    # A .mmdb file, a directory of dated ones, an iptoasn TSV or an address plan; without
+    # --asn-db, CENSORWATCH_ASN_DB (each measurement then uses the file valid on its day).
+    return load_analyzer(fps, ip_database(asn_db))
 
 
 @dataclass

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from censorwatch.netinfo import AddressPlan, address_plan
+from censorwatch.geo import ip_database
+from censorwatch.netinfo import AddressPlan
 from censorwatch.probe.budget import Budgets
 from censorwatch.probe.dns import parse_hostport
 from censorwatch.probe.tls import TrustAnchors
@@ -69,7 +70,7 @@ class ProbeConfig:
     throughput: bool = False
     quic: bool = True
     budgets: Budgets = field(default_factory=Budgets)
-    plan: AddressPlan = field(default_factory=lambda: address_plan(None))
+    plan: AddressPlan = field(default_factory=lambda: ip_database(None))
     report_id: str = ""
     software_version: str = ""
     _anchors: TrustAnchors | None = None
@@ -123,6 +124,6 @@ class ProbeConfig:
             throughput=throughput,
             quic=quic,
             budgets=budgets or Budgets(),
-            plan=address_plan(asn_db),
+            plan=ip_database(asn_db),  # .mmdb, a directory of them, TSV or address plan
             software_version=str(__version__),
         )

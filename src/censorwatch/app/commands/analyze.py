@@ -17,7 +17,10 @@ FINGERPRINTS_HELP = (
     "blockpage_signatures.json, false_positive_signatures.json "
     "[env CENSORWATCH_FINGERPRINTS; default: where `fingerprints sync` writes]"
 )
-ASN_DB_HELP = "IP-to-ASN database or address plan (JSON) [env CENSORWATCH_ASN_DB]"
+ASN_DB_HELP = (
+    "IP database: a .mmdb file, a directory of dated .mmdb files (each measurement uses the "
+    "one valid on its day), an iptoasn TSV or an address plan (JSON) [env CENSORWATCH_ASN_DB]"
+)
 
 
 def _load_fingerprints(directory: Path | None):  # -> Fingerprints
@@ -44,11 +47,11 @@ def analyze(
     import msgspec
 
     from censorwatch.analysis.core import analyze_files
-    from censorwatch.netinfo import address_plan
+    from censorwatch.geo import ip_database
 
     fps = _load_fingerprints(fingerprints)
     try:
-        plan = address_plan(asn_db)
+        plan = ip_database(asn_db)
     except (OSError, ValueError) as exc:
         typer.echo(f"error: cannot read the ASN database: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -67,7 +67,7 @@ def serve(
     from censorwatch.console import service_logging
     from censorwatch.control.server import ControlApp, bind, make_server
     from censorwatch.control.service import ControlSettings
-    from censorwatch.netinfo import address_plan
+    from censorwatch.geo import ip_database
     from censorwatch.probe.config import system_resolver
     from censorwatch.probe.dns import parse_hostport
     from censorwatch.probe.tls import TrustAnchors
@@ -80,7 +80,7 @@ def serve(
     settings = ControlSettings(
         resolver=upstream,
         anchors=TrustAnchors(ca, system=not testbed),
-        plan=address_plan(asn_db),
+        plan=ip_database(asn_db),
         testbed=testbed,
     )
     control = ControlApp(

@@ -240,7 +240,10 @@ def export(
     fingerprints: Annotated[
         Path | None, typer.Option("--fingerprints", help="Fingerprint directory for verdicts.")
     ] = None,
-    asn_db: Annotated[Path | None, typer.Option("--asn-db", help="IP-to-ASN database.")] = None,
+    asn_db: Annotated[
+        Path | None,
+        typer.Option("--asn-db", help="IP database (one .mmdb file, iptoasn TSV or address plan)."),
+    ] = None,
     witness_url: Annotated[
         list[str] | None,
         typer.Option(
@@ -301,6 +304,9 @@ def export(
     asn_db = asn_db or (
         Path(os.environ["CENSORWATCH_ASN_DB"]) if os.environ.get("CENSORWATCH_ASN_DB") else None
     )
+    if asn_db is not None and asn_db.is_dir():
+        # The bundle carries its analysis inputs as single files, so verify re-runs the same.
+        raise _fail(f"--asn-db {asn_db}: a bundle carries one IP database file; name the .mmdb")
     subject = {"event_id": event} if event else _subject(filters)
     try:
         with TransparencyLog(log_dir or _log_dir(archive)) as log:
