@@ -34,6 +34,8 @@ def decode_measurement(line: bytes, limits: Limits) -> dict[str, Any] | str:
     except RecursionError:
         return f"JSON nests deeper than {limits.max_depth} levels"
     except msgspec.DecodeError as exc:
+        if "UTF-8" in str(exc):  # msgspec 0.23 and later raise DecodeError for bad UTF-8
+            return _not_utf8(line)
         return f"invalid JSON: {exc}"
     if not isinstance(value, dict):
         return f"not a JSON object ({type(value).__name__})"
