@@ -89,8 +89,8 @@ TLS_NO_CONTROL_PENALTY = 0.1
 HTTP_BLOCKPAGE_WORDS = 0.85
 #: A server fault (unusable redirect) that the control saw too: the site is down.
 HTTP_SERVER_FAULT_DOWN = 0.75
-#: A server fault the control did not see: the site misbehaves, no interference.
-HTTP_SERVER_FAULT_OK = 0.5
+#: The redirect chain ended at a redirect no step followed, and the control failed as well.
+HTTP_CHAIN_UNFINISHED_DOWN = 0.6
 #: A request failed and the control failed to reach the page as well.
 HTTP_DOWN = 0.7
 #: The response started but its body stopped arriving before the time budget ran out.
@@ -133,3 +133,30 @@ THROTTLED = 0.75
 QUIC_BLOCKED_CONTROL = 0.75
 #: Every QUIC handshake failed where the server advertises HTTP/3 (no control handshake).
 QUIC_BLOCKED_ADVERTISED = 0.7
+
+# -- OONI's other tests (analysis.nettests; docs/verdicts.md "Other tests") ----------------
+# These tests have no control: the app's own servers are the reference, and OONI's fastpath
+# rule decides blocked/ok. The figures sit below web_connectivity's for the same failure.
+
+#: Every endpoint the app needs (or its registration/web front) answered.
+NETTEST_OK = 0.8
+#: The app works, but some of its endpoints failed (below OONI's threshold for an anomaly).
+NETTEST_OK_PARTIAL = 0.65
+#: The app's servers failed where OONI's rule calls it blocked (connects, requests, backend).
+APP_BLOCKED = 0.8
+#: Only the app's web front failed (the app's own servers answered).
+APP_WEB_BLOCKED = 0.7
+#: facebook_messenger: decided on the probe's own consistency/reachability flags.
+FACEBOOK_FLAGS_BLOCKED = 0.75
+#: tor: every target that ran failed.
+TOR_ALL_FAILED = 0.85
+#: tor: most targets that ran failed.
+TOR_MOST_FAILED = 0.7
+#: psiphon: the tunnel did not come up.
+PSIPHON_BOOTSTRAP_FAILED = 0.75
+#: psiphon: the tunnel came up, then fetching through it failed.
+PSIPHON_USE_FAILED = 0.6
+#: dnscheck: the system resolver says the resolver's own name does not exist.
+DNSCHECK_BOOTSTRAP_NXDOMAIN = 0.7
+#: dnscheck: every lookup the probe's own network could route failed.
+DNSCHECK_LOOKUPS_FAILED = 0.65

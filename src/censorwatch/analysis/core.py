@@ -26,8 +26,9 @@ from censorwatch.analysis import confidence as C
 from censorwatch.analysis.fingerprints import Fingerprints
 from censorwatch.analysis.outcome import Outcome
 from censorwatch.analysis.walk import analyze_web
+from censorwatch.geo import ip_database
 from censorwatch.model import Layers, Verdict, derive_measurement_uid
-from censorwatch.netinfo import AddressPlan, address_plan
+from censorwatch.netinfo import AddressPlan
 from censorwatch.observations.budget import count_items
 from censorwatch.observations.builder import as_str, host_display, observe, url_parts
 from censorwatch.observations.reader import (
@@ -62,12 +63,17 @@ def analyze(
     if not isinstance(measurement, dict):
         measurement = {}
     fps = fingerprints if fingerprints is not None else _NO_FINGERPRINTS
-    plan = plan if plan is not None else address_plan(None)
+    plan = plan if plan is not None else ip_database(None)
+    test_name = measurement.get("test_name")
+    nettest = _nettest_name(test_name) if test_name.__class__ is str else None
     try:
-        outcome = _decide(measurement, fps, plan)
+        if nettest is not None:
+            outcome = _nettests().decide_nettest(*_nettests().nettest_view(measurement))
+        else:
+            outcome = _decide(measurement, fps, plan)
     except Exception as exc:  # the contract: odd shapes give "unknown", never an exception
         outcome = _not_analysable(exc)
-    return _verdict(measurement, outcome)
+    return _verdict(measurement, outcome, nettest)
 
 
 def analyze_json(
@@ -81,7 +87,7 @@ def analyze_json(
     Raises ``msgspec.DecodeError`` only for bytes that are not JSON.
     """
     fps = fingerprints if fingerprints is not None else _NO_FINGERPRINTS
-    plan = plan if plan is not None else address_plan(None)
+    plan = plan if plan is not None else ip_database(None)
     return analyze_raw(raw, fps, plan).verdict
 
 
@@ -118,8 +124,13 @@ def analyze_raw(raw: bytes, fps: Fingerprints, plan: AddressPlan) -> Analyzed:
         doc = _DECODE_ANY(raw)
         return Analyzed(analyze(doc, fingerprints=fps, plan=plan), testbed_of(doc))
     uid = env.measurement_uid or derived_uid(_DECODE_ANY(raw))
+    # The other tests (OONI's messaging, dnscheck, tor, psiphon) read their own typed view.
+    nettest = _nettest_name(env.test_name)
     try:
-        outcome = _decide_typed(env, fps, plan)
+        if nettest is not None:
+            outcome = _nettests().decide_nettest(*_nettests().decode_nettest(raw))
+        else:
+            outcome = _decide_typed(env, fps, plan)
     except Exception as exc:  # same last resort as analyze()
         outcome = _not_analysable(exc)
     verdict = _build(
@@ -130,6 +141,7 @@ def analyze_raw(raw: bytes, fps: Fingerprints, plan: AddressPlan) -> Analyzed:
         env.probe_asn,
         env.measurement_start_time,
         outcome,
+        nettest,
     )
     annotations = env.annotations
     testbed = annotations.x_testbed if annotations is not None else None
@@ -189,16 +201,35 @@ def _not_analysable(exc: Exception) -> Outcome:
     )
 
 
+def _nettests() -> Any:
+    """The rules of OONI's other tests (``analysis.nettests``), imported on first use: a run
+    of web_connectivity measurements never loads them."""
+    from censorwatch.analysis import nettests
+
+    return nettests
+
+
+def _nettest_name(test_name: str | None) -> str | None:
+    """``test_name`` when one of the other tests' rules judges it, else None."""
+    if test_name is None or test_name == "web_connectivity":
+        return None
+    return test_name if test_name in _nettests().NETTESTS else None
+
+
+def _not_analysed(test_name: str) -> str:
+    known = ", ".join(sorted(_nettests().NETTESTS))
+    return f"test {test_name!r} is not analysed (only web_connectivity and {known} are)"
+
+
 def _decide_typed(env: _Envelope, fps: Fingerprints, plan: AddressPlan) -> Outcome:
     test_name = env.test_name or ""
     if test_name and test_name != "web_connectivity":
-        return Outcome().done(
-            "unknown", C.NONE, f"test {test_name!r} is not analysed (only web_connectivity is)"
-        )
+        return Outcome().done("unknown", C.NONE, _not_analysed(test_name))
     if env.test_keys is None:
         return Outcome().done("unknown", C.NONE, "the measurement has no test_keys")
     if not env.input:
         return Outcome().done("unknown", C.NONE, "the measurement has no input URL")
+    plan = plan.at(env.measurement_start_time)  # the IP database valid on that day
     return analyze_web(observe(env.test_keys), env.input, env.probe_cc or None, fps, plan)
 
 
@@ -214,9 +245,7 @@ def analyze_many(
 def _decide(m: dict[str, Any], fps: Fingerprints, plan: AddressPlan) -> Outcome:
     test_name = as_str(m.get("test_name"))
     if test_name and test_name != "web_connectivity":
-        return Outcome().done(
-            "unknown", C.NONE, f"test {test_name!r} is not analysed (only web_connectivity is)"
-        )
+        return Outcome().done("unknown", C.NONE, _not_analysed(test_name))
     if not isinstance(m.get("test_keys"), dict):
         return Outcome().done("unknown", C.NONE, "the measurement has no test_keys")
     url = as_str(m.get("input"))
@@ -226,6 +255,7 @@ def _decide(m: dict[str, Any], fps: Fingerprints, plan: AddressPlan) -> Outcome:
     if typed.test_keys is None:
         return Outcome().done("unknown", C.NONE, "the measurement's test_keys are not readable")
     cc = as_str(m.get("probe_cc")) or None
+    plan = plan.at(as_str(m.get("measurement_start_time")))  # the IP database of that day
     outcome = analyze_web(observe(typed.test_keys), url, cc, fps, plan)
     if pruned:
         shown = ", ".join(p.removeprefix("$.") for p in pruned[:3])
@@ -298,7 +328,7 @@ def _derive_uid_slowly(m: Any) -> str:
         return derive_measurement_uid({})
 
 
-def _verdict(m: dict[str, Any], outcome: Outcome) -> Verdict:
+def _verdict(m: dict[str, Any], outcome: Outcome, nettest: str | None = None) -> Verdict:
     uid = m.get("measurement_uid")
     if not isinstance(uid, str) or not uid:
         uid = derived_uid(m)
@@ -311,6 +341,7 @@ def _verdict(m: dict[str, Any], outcome: Outcome) -> Verdict:
         m.get("probe_asn"),
         m.get("measurement_start_time"),
         outcome,
+        nettest,
     )
 
 
@@ -322,8 +353,11 @@ def _build(
     probe_asn: Any,
     start_time: Any,
     outcome: Outcome,
+    nettest: str | None = None,
 ) -> Verdict:
     host = _target(url) if url else ""
+    if nettest is not None:  # an input-less test is about its platform (analysis.nettests)
+        host = _nettests().nettest_target(nettest, host) or ""
     asn = _asn_text(probe_asn) if probe_asn.__class__ in (str, int) else "AS0"
     confidence = _confidence(outcome.confidence)
     blocked = outcome.verdict == "blocked"

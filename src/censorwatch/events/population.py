@@ -275,15 +275,14 @@ def with_impact(events: list[Event], estimates: list[Estimates]) -> list[Event]:
 
 
 def impact_line(impact: dict[str, Any]) -> str:
-    """"≈ 61.0 million users (61 % of the country's users) on the blocking networks
+    """ "≈ 61.0 million users (61 % of the country's users) on the blocking networks
     (estimate: APNIC, 2024-02-01)"."""
     text = f"≈ {_people(impact['users'])} users"
     if impact.get("share") is not None:
         whose = "the country's users" if impact["share_basis"] == "estimate" else "users listed"
         text += f" ({impact['share'] * 100:.0f} % of {whose})"
     return (
-        f"{text} on the blocking networks "
-        f"(estimate: {impact['source']}, {impact['estimated_on']})"
+        f"{text} on the blocking networks (estimate: {impact['source']}, {impact['estimated_on']})"
     )
 
 

@@ -7,11 +7,16 @@ A profile is a TOML file in ``targets/profiles/<name>.toml`` (or any path)::
     url = "https://pbs.twimg.com/"
     media = true                       # also measure throughput
     throughput_path = "/big.bin"       # optional; default /censorwatch/throughput.bin
+
+``domains`` lists the platform's registrable domains (events group hosts by them) and
+``nettests`` the OONI tests that measure the platform as a whole (``telegram``); the verdict
+of such a test is about the first domain.
 """
 
 from __future__ import annotations
 
 import tomllib
+from functools import lru_cache
 from pathlib import Path
 
 from censorwatch.targets import Target, check_url
@@ -54,3 +59,17 @@ def load(name: str) -> list[Target]:
             )
         )
     return targets
+
+
+@lru_cache(maxsize=1)
+def nettest_domains() -> dict[str, str]:
+    """OONI test name -> the domain of the platform it measures (a profile's ``nettests``
+    key; the first of its ``domains``): what an input-less test's verdict is about."""
+    found: dict[str, str] = {}
+    for path in sorted(PROFILE_DIR.glob("*.toml")):
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        domains = data.get("domains") or []
+        for test_name in data.get("nettests", []):
+            if domains:
+                found.setdefault(str(test_name), str(domains[0]).lower())
+    return found
