@@ -47,9 +47,10 @@ RULES: list[tuple[str, str, str | None, str | None]] = [
     (r"^largeFile", "ok", None, "http"),
     # The site's own DNS points at 127.0.0.1 (the control sees it too): down everywhere.
     (r"^localhostWith", "down", None, "dns"),
-    # The server's redirect is unusable; the control reaches the page: a server fault, not
-    # interference (OONI: http-failure).
-    (r"^redirectWithBrokenLocation", "ok", None, "http"),
+    # The server's redirect is unusable, so the page never arrives: not ok. Not interference
+    # either, and the control reached the page, so not down: too little to say (OONI:
+    # http-failure).
+    (r"^redirectWithBrokenLocation", "unknown", None, None),
     (r"^redirectWithConsistentDNSAndThenConnectionRefused", "blocked", "tcp.reset", "tcp"),
     (
         r"^redirectWithConsistentDNSAndThen(ConnectionReset|EOF)ForHTTPS",

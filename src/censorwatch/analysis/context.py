@@ -50,6 +50,7 @@ class WebAnalysis:
         "out",
         "plan",
         "port",
+        "same_failure_addrs",
         "scheme",
         "tls_context",
         "validated",
@@ -82,6 +83,9 @@ class WebAnalysis:
         self.dns_inconsistent: list[str] = []
         self.tls_context: list[str] | None = None  # a plain-HTTP hop's failed handshake
         self.known_false_positive: str | None = None  # a known false-positive page on the way
+        # The control's addresses whose handshakes failed at the probe just as those to the
+        # probe's own (different-AS) answer did: the DNS step leaves the verdict to TLS.
+        self.same_failure_addrs: set[str] = set()
 
     def queries_for(self, host: str) -> list[DnsObs]:
         by_host = self._by_host

@@ -3,7 +3,8 @@
 In order: a lookup that returned nothing (judged against the control and encrypted
 resolvers); an answer a fingerprint attributes to a censor; private (bogon) answers; and the
 consistency of the answer with the control's (address overlap, AS overlap, a valid certificate
-for the name, or the page fetched from it matching the control's). docs/verdicts.md.
+for the name, the page fetched from it matching the control's, or handshakes to the control's
+own addresses failing just the same, which leaves the verdict to TLS). docs/verdicts.md.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from censorwatch.analysis.outcome import (
     LOCAL_FAILURES,
     NO_ANSWER_FAILURES,
     NXDOMAIN_FAILURES,
+    failure_kind,
     fmt,
 )
 from censorwatch.analysis.page import content_diff
@@ -84,8 +86,12 @@ def _judge_lookup_failure(
     )
     if ctrl_failed or (depth > 0 and ctrl.available and not ctrl.http_ok):
         out.layers["dns"] = "down"
-        no_addresses = "" if ctrl.dns_addrs else ", no addresses"
-        out.done("down", C.DNS_DOWN, ev, f"control: dns {fmt(ctrl.dns_failure)}{no_addresses}")
+        if ctrl_failed:
+            no_addresses = "" if ctrl.dns_addrs else ", no addresses"
+            ctrl_ev = f"control: dns {fmt(ctrl.dns_failure)}{no_addresses}"
+        else:  # a redirect's host: the control's fetch of the chain is what failed too
+            ctrl_ev = f"control: http {fmt(ctrl.http_failure)}"
+        out.done("down", C.DNS_DOWN, ev, ctrl_ev)
         return True
     reference = a.reference_addrs(host)
     if ctrl_knows or (depth > 0 and ctrl.http_ok):
@@ -293,7 +299,48 @@ def _judge_inconsistent(
         out.layers["dns"] = "ok"
         a.dns_inconsistent = [*ev, "but the page fetched from it matches the control's"]
         return False
+    if _tls_fails_at_every_address(a, host, addrs, ctrl_addrs):
+        # A CDN answer beside the origin's (ooni/probe#2517): the handshakes to the control's
+        # own addresses fail just the same, so a corrected answer would not help.
+        out.layers["dns"] = "ok"
+        a.dns_inconsistent = [
+            *ev,
+            "but the TLS handshakes to the control's addresses fail the same way: "
+            "the answer is not what fails",
+        ]
+        return False
     out.blocked("dns.forged", C.DNS_FORGED_BAD_CERT if bad_cert else C.DNS_FORGED, *ev)
+    return True
+
+
+def _tls_fails_at_every_address(
+    a: WebAnalysis, host: str, addrs: list[str], ctrl_addrs: list[str]
+) -> bool:
+    """Did the probe connect to both its own answer and the control's addresses, and did every
+    handshake with the name fail, the same way on both sets? Then the answer is not what
+    fails: the TLS step decides, with the control's addresses counted (recorded in
+    ``a.same_failure_addrs``). Only an https input says so: on plain HTTP the page decides."""
+    if a.scheme != "https":
+        return False
+    own, theirs = set(addrs), set(ctrl_addrs) - set(addrs)
+    hands = [
+        h
+        for h in a.tls_at(0)
+        if h.server_name == host and not h.sni_probe and h.port == a.port and h.ip in own | theirs
+    ]
+    own_hands = [h for h in hands if h.ip in own]
+    their_hands = [h for h in hands if h.ip in theirs]
+    if not own_hands or not their_hands or any(h.failure is None for h in hands):
+        return False
+    own_kinds = {failure_kind(h.failure or "") for h in own_hands}
+    if own_kinds != {failure_kind(h.failure or "") for h in their_hands}:
+        return False
+    connected = {
+        t.ip for t in a.tcp_at(0) if t.port == a.port and t.failure is None and not t.sni_probe
+    }
+    if not (connected & own and connected & theirs):
+        return False
+    a.same_failure_addrs = {h.ip for h in their_hands}
     return True
 
 

@@ -113,7 +113,9 @@ def _judge_request_failure(a: WebAnalysis, h: HttpObs, f: str) -> bool:
 
 
 def _judge_server_fault(a: WebAnalysis, ev: list[str]) -> bool:
-    """A failure only the server causes (an unusable redirect): down or ok, never blocked."""
+    """A failure only the server causes (an unusable redirect, a loop): never blocked, and
+    never ok either, since the page did not arrive. Down when the control failed too;
+    unknown when it reached the page or there is no control (too little to call it down)."""
     out, ctrl = a.out, a.ctrl
     if ctrl.available and not ctrl.http_ok:
         out.layers["http"] = "down"
@@ -124,13 +126,13 @@ def _judge_server_fault(a: WebAnalysis, ev: list[str]) -> bool:
             f"control: http {fmt(ctrl.http_failure)} (the site is broken for everyone)",
         )
         return True
-    out.layers["http"] = "ok"
+    out.layers["http"] = "unknown"
     out.done(
-        "ok",
-        C.HTTP_SERVER_FAULT_OK,
+        "unknown",
+        C.NONE,
         *ev,
-        "a server fault (its redirect is unusable), not interference",
-        *a.control_page_evidence(),
+        "the site's own redirect is unusable: not interference, but the page did not arrive",
+        *(a.control_page_evidence() or ["no control measurement to compare"]),
     )
     return True
 
@@ -156,11 +158,40 @@ def check_final_page(a: WebAnalysis) -> Outcome:
     final = a.final_response()
     if check_throughput(a):
         return out
+    if final is not None and _judge_unfinished_chain(a, final):
+        return out
     if final is not None and _judge_plain_page(a, final):
         return out
     if check_quic(a):
         return out
     return _judge_nothing_broke(a, final)
+
+
+def _judge_unfinished_chain(a: WebAnalysis, final: HttpObs) -> bool:
+    """The last response is a redirect that nothing in the measurement followed: the page
+    never arrived, so the verdict cannot be ok. No step names a failure to judge (a probe
+    that tags only its requests, say), so: down if the control failed too, else unknown."""
+    location = final.headers.get("location") if 300 <= final.status < 400 else None
+    if final.failure is not None or not location:
+        return False
+    out, ctrl = a.out, a.ctrl
+    ev = (
+        f"http {final.url}: status {final.status} to {location[0]}, and no later step "
+        "of the redirect chain reached a page"
+    )
+    if ctrl.available and not ctrl.http_ok:
+        out.layers["http"] = "down"
+        ctrl_ev = f"control: http {fmt(ctrl.http_failure)}"
+        out.done("down", C.HTTP_CHAIN_UNFINISHED_DOWN, ev, ctrl_ev)
+        return True
+    out.layers["http"] = "unknown"
+    out.done(
+        "unknown",
+        C.NONE,
+        ev,
+        *(a.control_page_evidence() or ["no control measurement to compare"]),
+    )
+    return True
 
 
 def _judge_plain_page(a: WebAnalysis, final: HttpObs) -> bool:

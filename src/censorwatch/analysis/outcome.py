@@ -37,6 +37,18 @@ def is_timeout(failure: str) -> bool:
     return failure in TIMEOUT_FAILURES or "timeout" in failure
 
 
+def failure_kind(failure: str) -> str:
+    """What a failure says happened: "certificate", "timeout", "reset", else the failure itself.
+    Two steps failed "the same way" when their kinds agree (an EOF and a RST are both resets)."""
+    if failure in CERT_FAILURES:
+        return "certificate"
+    if is_timeout(failure):
+        return "timeout"
+    if failure in RESET_FAILURES or failure == "ssl_failed_handshake":
+        return "reset"
+    return failure
+
+
 def no_layers() -> dict[str, str | None]:
     return {"dns": None, "tcp": None, "tls": None, "http": None}
 

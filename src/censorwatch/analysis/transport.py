@@ -110,6 +110,9 @@ def _control_handshake_state(
     """Did the control's handshake work (True), fail (False), or was it not tried (None)?"""
     ctrl = a.ctrl
     h = hands[0]
+    if depth == 0 and any(a.ctrl_tls_ok(ip, h.port, host) for ip in a.same_failure_addrs):
+        # The probe failed at the control's own addresses too, where the control succeeded.
+        return True
     state = a.ctrl_tls_ok(h.ip, h.port, host) if depth == 0 else None
     if state is None and depth == 0:
         states = [a.ctrl_tls_ok(x.ip, x.port, host) for x in hands]
@@ -119,6 +122,17 @@ def _control_handshake_state(
     if state is None and (depth > 0 or not ctrl.tls):
         state = True if ctrl.http_ok else (False if ctrl.available else None)
     return state
+
+
+def _same_failure_evidence(a: WebAnalysis, depth: int, host: str, port: int) -> list[str]:
+    """The probe's failed handshake to an address of the control's answer, when the DNS step
+    left the verdict to TLS because those fail like the probe's own."""
+    if depth != 0 or not a.same_failure_addrs:
+        return []
+    for t in a.tls_at(0):
+        if t.ip in a.same_failure_addrs and t.server_name == host and t.port == port:
+            return [_handshake_evidence(t, host) + " (an address of the control's answer)"]
+    return []
 
 
 def _sni_probe_evidence(a: WebAnalysis, h: TlsObs) -> tuple[list[str], float]:
@@ -143,7 +157,7 @@ def _sni_probe_evidence(a: WebAnalysis, h: TlsObs) -> tuple[list[str], float]:
 def _judge_tls_failure(a: WebAnalysis, depth: int, host: str, hands: list[TlsObs]) -> bool:
     out, ctrl = a.out, a.ctrl
     h = hands[0]
-    ev = [_handshake_evidence(h, host)]
+    ev = [_handshake_evidence(h, host), *_same_failure_evidence(a, depth, host, h.port)]
     ctrl_state = _control_handshake_state(a, depth, host, hands)
     if ctrl_state is False:
         entry = ctrl.tls.get(f"{h.ip}:{h.port}")
