@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -42,6 +43,7 @@ def test_demo_runs_the_whole_flow(tmp_path: Path) -> None:
     national = [e for e in events if e["scope"] == "national" and e["target"] == "x"]
     assert len(national) == 1 and set(national[0]["asns"]) == BLOCKING
     assert not [e for e in events if OPEN in e["asns"]]
+    assert_the_bundle_holds_the_whole_event(out, national[0], verdicts)
     verify = subprocess.run(
         [
             *(sys.executable, "-m", "censorwatch", "evidence", "verify"),
@@ -68,6 +70,31 @@ def test_demo_runs_the_whole_flow(tmp_path: Path) -> None:
     with pytest.raises(httpx.HTTPError):  # the demo stopped its witness
         httpx.get(witness_url, timeout=2)
     assert not list(Path("/run/censorwatch/testbed").glob("cwdemo")), "the demo tears down"
+
+
+def assert_the_bundle_holds_the_whole_event(out: Path, event: dict, verdicts: list[dict]) -> None:
+    """Every verdict of the event (its networks, onset bracket to end bracket) is listed and
+    carried in full, and the PDF beside the bundle names the operators."""
+    from censorwatch.events.platforms import load_platforms
+    from censorwatch.evidence.scope import in_event
+
+    platforms = load_platforms()
+    of_event = [v for v in verdicts if in_event(event, v, platforms)]
+    with zipfile.ZipFile(out / "evidence.zip") as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+        rows = json.loads(zf.read("index.json"))["rows"]
+    coverage = manifest["coverage"]
+    assert coverage["whole"] and coverage["listed"] == coverage["carried"] == len(rows)
+    assert len(rows) == len(of_event) > 8, (len(rows), len(of_event))
+    blocked = sum(1 for r in rows if r[8] == "blocked")
+    assert blocked >= event["measurements"]["blocked"], (blocked, event["measurements"])
+    assert {r[4] for r in rows} == set(event["asns"])
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(out / "evidence.pdf"), "-"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert "X (Twitter) blocked in Pakistan" in text
+    assert "PTCL (AS17557)" in text and "Cybernet (AS9541)" in text
 
 
 def demo_log_id(out: Path) -> str:

@@ -188,7 +188,8 @@ def test_a_fresh_bundle_verifies(built: Built) -> None:
 
 def test_the_report_tells_the_story_offline(built: Built) -> None:
     html = unzip(built.bundle)["report.html"].decode()
-    assert "x blocked in PK" in html
+    # People's names: the platform's display name and the country's, not their codes.
+    assert "X (Twitter) blocked in Pakistan" in html
     for asn in NETWORKS:
         assert asn in html
     assert "<svg" in html and "<circle" in html  # the timeline chart, inline
@@ -360,21 +361,27 @@ def _pubkey_swap(files: dict[str, bytes], built: Built) -> None:
 
 
 def _remove_entirely(files: dict[str, bytes], built: Built) -> None:
-    del files["measurements/00003.json"], files["proofs/00003.json"]
+    del files["measurements/00003.json"]
     edit_json(files, "manifest.json", lambda m: m["measurements"].pop(3))
     edit_json(files, "verdicts.json", lambda v: v.pop(3))
+    edit_json(files, "index.json", lambda i: i["rows"].pop(3))
 
 
 def _add_foreign(files: dict[str, bytes], built: Built) -> None:
+    from censorwatch.evidence.formats import measurement_digest
+
     files["measurements/00012.json"] = canonical_json(built.foreign)
-    files["proofs/00012.json"] = canonical_json(built.foreign_proof)
+    leaf = built.foreign_proof["leaf_index"] + 10**6
     entry = {
         "file": "measurements/00012.json",
-        "leaf_index": built.foreign_proof["leaf_index"] + 10**6,
+        "leaf_index": leaf,
         "measurement_uid": built.foreign["measurement_uid"],
-        "proof": "proofs/00012.json",
     }
     edit_json(files, "manifest.json", lambda m: m["measurements"].append(entry))
+    uid = built.foreign["measurement_uid"]
+    row = [leaf, uid, measurement_digest(built.foreign), 0, "AS9541", "PK",
+           "2024-02-17 20:00:00", "https://x.com/", "blocked", "dns.nxdomain"]  # fmt: skip
+    edit_json(files, "index.json", lambda i: i["rows"].append(row))
     verdicts = json.loads(files["verdicts.json"])
     verdicts.append({**verdicts[0], "measurement_uid": built.foreign["measurement_uid"]})
     files["verdicts.json"] = canonical_json(verdicts)
@@ -385,6 +392,14 @@ def _swap(a: str, b: str) -> Callable[[dict[str, bytes], Built], None]:
         files[a], files[b] = files[b], files[a]
 
     return change
+
+
+def _batch_hashes_swapped(files: dict[str, bytes], built: Built) -> None:
+    def swap(proof: dict) -> None:
+        hashes = proof["hashes"]
+        hashes[0], hashes[-1] = hashes[-1], hashes[0]
+
+    edit_json(files, "inclusion.json", swap)
 
 
 def _reorder_manifest(files: dict[str, bytes], built: Built) -> None:
@@ -428,22 +443,22 @@ STRUCTURAL = [
          ("measurements/00000.json x_signature",)),
     Case("measurement removed (file)", "measurement file deleted", _remove_file,
          ("measurements/00005.json",)),
-    Case("measurement removed (all traces)", "file, proof, manifest entry and verdict removed",
-         _remove_entirely, ("measurements/00003.json", "proofs/00003.json"),
-         ("manifest.json", "event.json")),
+    Case("measurement removed (all traces)",
+         "file, index row, manifest entry and verdict removed",
+         _remove_entirely, ("measurements/00003.json", "inclusion.json"),
+         ("manifest.json", "event.json", "inclusion.json")),
     Case("foreign measurement added", "genuinely signed and logged, but in another log",
-         _add_foreign, ("measurements/00012.json", "proofs/00012.json", "manifest.json"),
-         ("proofs/00012.json", "manifest.json", "probe_keys.json")),
+         _add_foreign, ("measurements/00012.json", "inclusion.json", "manifest.json"),
+         ("inclusion.json", "manifest.json", "probe_keys.json")),
     Case("measurements reordered", "two measurement files swapped",
          _swap("measurements/00001.json", "measurements/00004.json"),
          ("measurements/00001.json", "measurements/00004.json")),
     Case("manifest reordered", "two measurement entries swapped in the manifest",
          _reorder_manifest, ("manifest.json",), ("manifest.json", "verdicts.json")),
-    Case("proofs swapped", "two inclusion proofs exchanged",
-         _swap("proofs/00001.json", "proofs/00004.json"), ("proofs/00001.json",
-                                                           "proofs/00004.json")),
+    Case("batch proof reordered", "two hashes of the batch inclusion proof exchanged",
+         _batch_hashes_swapped, ("inclusion.json",)),
     Case("older tree head", "replaced by an earlier, genuinely signed head of the same log",
-         _earlier_head, ("tree_head.json",), ("proofs/",)),
+         _earlier_head, ("tree_head.json",), ("inclusion.json",)),
     Case("verdict changed", "a 'blocked' verdict turned into 'ok'", _verdict_changed,
          ("verdicts.json",)),
     Case("probe IP inserted", "a measurement made to carry an address", _probe_ip,
@@ -458,7 +473,8 @@ STRUCTURAL = [
 BYTE_TARGETS = {
     "measurements/00000.json": ("measurements/00000.json",),
     "measurements/00002.json": ("measurements/00002.json",),  # unsigned: the log protects it
-    "proofs/00007.json": ("proofs/00007.json",),
+    "inclusion.json": ("inclusion.json",),
+    "index.json": ("index.json",),
     "tree_head.json": ("tree_head.json",),
     "log_key.json": ("log_key.json",),
     "probe_keys.json": ("probe_keys.json",),
@@ -467,7 +483,8 @@ BYTE_TARGETS = {
     "manifest.json": ("manifest.json",),
     "event.json": ("event.json",),
 }
-BYTE_FIXED = {"event.json": ("manifest.json",)}  # only the log's manifest signature binds it
+# Only the log's manifest signature binds these once their hashes are fixed up.
+BYTE_FIXED = {"event.json": ("manifest.json",), "index.json": ("manifest.json",)}
 # Fixing up hashes after editing the manifest itself would just overwrite the edit, so the
 # manifest's own bytes are tested as is (its signature covers all of them).
 NO_FIXUP = {"manifest.json"}
@@ -576,7 +593,7 @@ def matrix(built: Built) -> list[tuple[str, str, str, str]]:
 
 EXHAUSTIVE = [
     "tree_head.json",
-    "proofs/00007.json",
+    "inclusion.json",
     "log_key.json",
     "probe_keys.json",
     "measurements/00001.json",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -129,7 +130,12 @@ def test_the_national_event_found_in_the_store_exports_and_verifies(tmp_path: Pa
     checked = runner.invoke(app, ["evidence", "verify", str(out), "--log-id", published])
     assert checked.exit_code == 0, checked.output
     result = verify_bundle(out)
-    assert result.measurements == len(set(event["evidence"]))
+    # The whole event: every network's measurements from the last normal one before the onset
+    # (hour 11) to the newest (the block is ongoing), the brackets the event cites among them.
+    assert result.listed == result.carried == result.measurements == 3 * 13
+    with zipfile.ZipFile(out) as zf:
+        listed = {row[1] for row in json.loads(zf.read("index.json"))["rows"]}
+    assert set(event["evidence"]) <= listed
     assert result.signed == result.measurements and len(result.probe_keys) == 3
 
     # As the demo does it: events from the probe-side verdicts, whose UIDs the collector

@@ -481,8 +481,9 @@ def find_events(run: DemoRun) -> dict[str, Any] | None:
 
 
 def export_evidence(run: DemoRun, event: dict[str, Any], asn_db: Path) -> None:
-    """The evidence bundle for the national event, cosigned by the witness, then its offline
-    verification twice: trusting the log by its id, and trusting it through the witness."""
+    """The evidence bundle for the national event (every one of its measurements) and its
+    PDF beside it, cosigned by the witness, then its offline verification twice: trusting
+    the log by its id, and trusting it through the witness."""
     bundle = run.out / "evidence.zip"
     witness_url = ["--witness-url", run.witness.url] if run.witness else []
     export = subprocess.run(
@@ -501,6 +502,7 @@ def export_evidence(run: DemoRun, event: dict[str, Any], asn_db: Path) -> None:
             str(asn_db),
             "--out",
             str(bundle),
+            "--pdf",
             *witness_url,
         ),
         capture_output=True,
@@ -512,7 +514,8 @@ def export_evidence(run: DemoRun, event: dict[str, Any], asn_db: Path) -> None:
         return
     run.say(
         f"evidence bundle for {event['target']} in {event['cc']} "
-        f"({', '.join(event['asns'])}) written to [bold]{bundle}[/bold]"
+        f"({', '.join(event['asns'])}) written to [bold]{bundle}[/bold], "
+        f"its report for print beside it: [bold]{bundle.with_suffix('.pdf')}[/bold]"
     )
     for line in export.stderr.strip().splitlines():  # whom it was cosigned by, or why not
         run.say(escape(line))

@@ -37,13 +37,17 @@ from censorwatch import __version__
 from censorwatch.evidence import bundlezip, merkle
 from censorwatch.evidence.formats import (
     MANIFEST_CONTEXT,
+    BatchProof,
     InclusionProof,
     TreeHead,
     checkpoint_origin,
+    entry_bytes_of_digest,
     entry_leaf_hash,
     log_id,
+    measurement_digest,
 )
 from censorwatch.evidence.log import TransparencyLog
+from censorwatch.evidence.names import country_name, operator_names, platform_name, time_zone
 from censorwatch.evidence.note import (
     ED25519_TYPE,
     Checkpoint,
@@ -54,13 +58,28 @@ from censorwatch.evidence.note import (
     verify_note_signature,
 )
 from censorwatch.evidence.report import render_report
+from censorwatch.evidence.scope import (
+    DEFAULT_MAX_BYTES,
+    INDEX_COLUMNS,
+    SAMPLE_POLICY,
+    IndexRow,
+    choose_carried,
+)
 from censorwatch.model import canonical_json, derive_measurement_uid
 from censorwatch.observations.budget import count_items
 from censorwatch.signing.encoding import ED25519, b64decode, b64encode, ed25519_verify, key_id
 from censorwatch.signing.signatures import SIGNATURE_FIELD, check_signature
 from censorwatch.times import rfc3339, utcnow
 
-FORMAT = "censorwatch-evidence-bundle/1"
+FORMAT = "censorwatch-evidence-bundle/2"
+#: Bundles of the first format (one audit path per measurement, no index) still verify.
+FORMAT_V1 = "censorwatch-evidence-bundle/1"
+INDEX_FILE = "index.json"
+INCLUSION_FILE = "inclusion.json"
+#: Bytes a carried measurement adds to the pages beside its own file (see ``_carry_bytes``).
+ROW_BYTES = 600
+#: Bytes of a bundle besides its measurements, index and inputs (keys, heads, page frame).
+FRAME_BYTES = 1 << 20
 SAFE_PROBE_IPS = (None, "", "127.0.0.1")
 CHECKPOINT_FILE = "checkpoint.txt"
 MAX_ENTRIES = 200_000
@@ -112,6 +131,14 @@ class Verification:
     notes: list[str] = field(default_factory=list)
     #: True when report.html was byte-identical to this version's rendering of the contents.
     report_rerendered: bool = False
+    #: Measurements the bundle lists (index.json), proven present by the batch proof.
+    listed: int = 0
+    #: Of those, the ones whose raw signed copy travels: re-checked and re-analysed.
+    carried: int = 0
+    #: Verdicts re-derived from carried measurements.
+    rederived: int = 0
+    #: What was re-derived and what only proved present, in words (``verify`` prints it).
+    coverage: str = ""
 
     @property
     def ok(self) -> bool:
@@ -124,10 +151,11 @@ class Verification:
 def make_analyzer(fingerprints_dir: Path | None, asn_db: Path | None) -> Analyzer:
     """``analysis.analyze`` bound to exactly these inputs (nothing read from the environment)."""
     from censorwatch.analysis import Fingerprints, analyze
-    from censorwatch.netinfo import AddressPlan, address_plan
+    from censorwatch.geo import ip_database
+    from censorwatch.netinfo import AddressPlan
 
     fps = Fingerprints.load(fingerprints_dir) if fingerprints_dir else Fingerprints.empty()
-    plan = address_plan(asn_db) if asn_db else AddressPlan()
+    plan = ip_database(asn_db) if asn_db else AddressPlan()  # .mmdb, TSV or address plan
 
     def run(measurement: dict[str, Any]) -> dict[str, Any]:
         return analyze(measurement, fingerprints=fps, plan=plan).to_record()
@@ -233,16 +261,20 @@ def export_bundle(
     asn_db: Path | None = None,
     created_at: str | None = None,
     cosigner: Cosigner | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> dict[str, Any]:
     """Write a bundle of ``measurements`` (all must be in ``log``); returns the manifest.
 
+    Every measurement is listed in ``index.json`` and proven present by one batch inclusion
+    proof; their raw signed copies travel while the bundle stays under ``max_bytes``, else
+    the sample of ``scope.choose_carried`` does (the event's bracketing measurements always).
     The verdicts come from ``analysis.analyze`` with the given fingerprints and address plan,
     which travel in the bundle so that anyone can re-derive them. ``cosigner`` gathers
     witness cosignatures on the checkpoint before the manifest binds it.
     """
     analyzer = make_analyzer(fingerprints_dir, asn_db)
     inputs, analysis_meta = _analysis_files(fingerprints_dir, asn_db)
-    chosen: dict[str, tuple[int, dict[str, Any]]] = {}
+    chosen: dict[str, tuple[int, dict[str, Any], dict[str, Any]]] = {}
     problems: list[str] = []
     for measurement in measurements:
         uid = measurement_uid_of(measurement)
@@ -256,14 +288,30 @@ def export_bundle(
             problems.append(f"{uid} carries a probe IP address; it cannot go in a bundle")
         elif check_signature(record).status == "invalid":
             problems.append(f"{uid} has an invalid signature; it is not evidence of anything")
-        else:
-            chosen[uid] = (index, record)
+        elif uid not in chosen:
+            chosen[uid] = (index, record, analyzer(record))
     if problems:
         raise ExportError("; ".join(problems[:20]) + (" ..." if len(problems) > 20 else ""))
     if not chosen:
         raise ExportError("no measurements to export")
-    ordered = sorted(chosen.items(), key=lambda kv: kv[1][0])
+    ordered = sorted(chosen.values(), key=lambda item: item[0])
+    rows = [_index_row(index, record, verdict) for index, record, verdict in ordered]
+    always = set(event.get("evidence") or []) if event else set()
     head = log.publish_head()
+    proof = log.batch_inclusion_for([r.leaf_index for r in rows], head)
+    index_file = canonical_json(
+        {"columns": list(INDEX_COLUMNS), "rows": [r.to_json() for r in rows]}
+    )
+    proof_file = canonical_json(proof.to_json())
+    # What the bundle weighs besides the carried measurements: the index, its proof, the
+    # analysis inputs and the pages' frame (uncompressed: the zip only makes it lighter).
+    inputs_bytes = sum(len(data) for data in inputs.values())
+    budget = max_bytes - len(index_file) - len(proof_file) - inputs_bytes - FRAME_BYTES
+    carried = choose_carried(rows, always & {r.measurement_uid for r in rows}, max(budget, 0))
+    if always - carried:
+        raise ExportError(
+            f"the event's bracketing measurements alone exceed --max-size {max_bytes:,} bytes"
+        )
     checkpoint = log.checkpoint_for(head)
     if cosigner is not None:
         checkpoint = Note(checkpoint.text, checkpoint.signatures + tuple(cosigner(checkpoint)))
@@ -271,23 +319,22 @@ def export_bundle(
     files: dict[str, bytes] = {CHECKPOINT_FILE: str(checkpoint).encode("utf-8")}
     entries: list[dict[str, Any]] = []
     verdicts: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
     probe_keys: dict[str, dict[str, str]] = {}
-    for n, (uid, (index, record)) in enumerate(ordered):
-        name = f"{n:05d}.json"
-        files[f"measurements/{name}"] = canonical_json(record)
-        files[f"proofs/{name}"] = canonical_json(log.inclusion_for(uid, head).to_json())
-        entries.append(
-            {
-                "file": f"measurements/{name}",
-                "leaf_index": index,
-                "measurement_uid": uid,
-                "proof": f"proofs/{name}",
-            }
-        )
-        verdicts.append(analyzer(record))
+    for index, record, verdict in ordered:
+        uid = record["measurement_uid"]
+        if uid not in carried:
+            continue
+        name = f"measurements/{len(entries):05d}.json"
+        files[name] = canonical_json(record)
+        entries.append({"file": name, "leaf_index": index, "measurement_uid": uid})
+        verdicts.append(verdict)
+        records.append(record)
         sig = record.get(SIGNATURE_FIELD)
         if isinstance(sig, dict) and "key_id" in sig:
             probe_keys[sig["key_id"]] = {"alg": ED25519, "public_key": sig["public_key"]}
+    files[INDEX_FILE] = index_file
+    files[INCLUSION_FILE] = proof_file
     files["verdicts.json"] = canonical_json(verdicts)
     files["tree_head.json"] = canonical_json(head.to_json())
     files["log_key.json"] = canonical_json(
@@ -299,18 +346,28 @@ def export_bundle(
     files.update(inputs)
     manifest: dict[str, Any] = {
         "analysis": analysis_meta,
+        "coverage": {
+            "budget_bytes": max(budget, 0),
+            "carried": len(entries),
+            "listed": len(rows),
+            "max_bytes": max_bytes,
+            "policy": SAMPLE_POLICY,
+            "whole": len(entries) == len(rows),
+        },
         "created_at": created_at or rfc3339(utcnow()),
         "format": FORMAT,
         "log_id": log.log_id,
         "measurements": entries,
+        "names": _names(rows, event, asn_db),
         "subject": subject or ({"event_id": event.get("event_id")} if event else {}),
     }
     files["report.html"] = render_report(
         manifest=manifest,
         event=event,
-        measurements=[record for _, (_, record) in ordered],
+        measurements=records,
         verdicts=verdicts,
         tree_head=head.to_json(),
+        index=rows,
     ).encode("utf-8")
     manifest["files"] = {name: _sha256(data) for name, data in sorted(files.items())}
     manifest["signature"] = b64encode(log.sign_manifest(_manifest_payload(manifest)))
@@ -323,8 +380,55 @@ def export_bundle(
         bundlezip.write_members(tmp, members)
     except bundlezip.MemberNameError as exc:
         raise ExportError(f"cannot be written as a bundle: {exc}") from None
+    if tmp.stat().st_size > max_bytes:
+        size = tmp.stat().st_size
+        tmp.unlink()
+        raise ExportError(f"the bundle would weigh {size:,} bytes, over --max-size {max_bytes:,}")
     tmp.replace(out)
     return manifest
+
+
+def _index_row(index: int, record: dict[str, Any], verdict: dict[str, Any]) -> IndexRow:
+    def text(value: Any) -> str:
+        return value if isinstance(value, str) else ""
+
+    return IndexRow(
+        leaf_index=index,
+        measurement_uid=record["measurement_uid"],
+        measurement_sha256=measurement_digest(record),
+        bytes=_carry_bytes(record, verdict),
+        probe_asn=text(record.get("probe_asn")),
+        probe_cc=text(record.get("probe_cc")),
+        measurement_start_time=text(record.get("measurement_start_time")),
+        input=text(record.get("input")) or text(verdict.get("target")),
+        verdict=text(verdict.get("verdict")),
+        method=text(verdict.get("method")),
+    )
+
+
+def _carry_bytes(record: dict[str, Any], verdict: dict[str, Any]) -> int:
+    """What carrying one measurement adds: its file, its verdict and its line of the page."""
+    return len(canonical_json(record)) + len(canonical_json(verdict)) + ROW_BYTES
+
+
+def _names(rows: list[IndexRow], event: dict[str, Any] | None, asn_db: Path | None) -> dict:
+    """The names the pages use (``names``): operators from the bundled IP database."""
+    asns = sorted({r.probe_asn for r in rows} | set((event or {}).get("asns") or []))
+    cc = (event or {}).get("cc") or (rows[0].probe_cc if rows else "")
+    zone, zones = time_zone(cc) if cc else ("", 0)
+    return {
+        "country": country_name(cc) if cc else "",
+        "networks": _operator_names(asn_db, asns),
+        "target": platform_name(str(event.get("target"))) if event else "",
+        "time_zone": zone,
+        "time_zones_in_country": zones,
+    }
+
+
+def _operator_names(asn_db: Path | None, asns: list[str]) -> dict[str, str]:
+    from censorwatch.geo import ip_database
+
+    return operator_names(ip_database(asn_db), asns) if asn_db else {}
 
 
 # -- verify ----------------------------------------------------------------------------------------
@@ -397,9 +501,10 @@ def _verify(
         if manifest is not None:
             result.fail("manifest.json", "not a JSON object")
         return
-    if manifest.get("format") != FORMAT:
+    if manifest.get("format") not in (FORMAT, FORMAT_V1):
         result.fail("manifest.json", f"unknown format {manifest.get('format')!r}")
         return
+    batched = manifest.get("format") == FORMAT
 
     log_pub = _check_log_key(files, manifest, log_public_key, result)
     _check_manifest(files, manifest, log_pub, result)
@@ -410,6 +515,7 @@ def _verify(
     if not isinstance(entries, list):
         result.fail("manifest.json", "has no list of measurements")
         return
+    index = _check_index(files, head, result) if batched else None
     probe_keys = _load_json(files, "probe_keys.json", result)
     listed_keys = probe_keys.get("keys") if isinstance(probe_keys, dict) else None
     if not isinstance(listed_keys, dict):
@@ -429,13 +535,15 @@ def _verify(
     used_keys: set[str] = set()
     last_index = -1
     for n, entry in enumerate(entries):
-        record = _check_measurement(files, n, entry, head, used_keys, result, require_signatures)
+        record = _check_measurement(
+            files, n, entry, head, used_keys, result, require_signatures, index
+        )
         if record is None:
             continue
-        uid, index, measurement = record
-        if index <= last_index:
-            result.fail(uid, f"out of log order (leaf {index} after leaf {last_index})")
-        last_index = max(last_index, index)
+        uid, leaf, measurement = record
+        if leaf <= last_index:
+            result.fail(uid, f"out of log order (leaf {leaf} after leaf {last_index})")
+        last_index = max(last_index, leaf)
         uids.append(uid)
         measurements.append(measurement)
     if len(set(uids)) != len(uids):
@@ -444,12 +552,15 @@ def _verify(
         result.fail("probe_keys.json", f"does not list key {kid} that signed a measurement")
     for kid in sorted(set(listed_keys) - used_keys):
         result.fail("probe_keys.json", f"lists key {kid} that signed no measurement")
-    result.measurements = len(measurements)
+    result.measurements = result.carried = len(measurements)
+    result.listed = len(index) if index is not None else len(measurements)
 
     with tempfile.TemporaryDirectory(prefix="cw-verify-") as workdir:
         if analyzer is None:
             analyzer = _bundled_analyzer(files, manifest, Path(workdir), result)
         verdicts = _check_verdicts(files, uids, measurements, analyzer, result)
+        if batched:
+            _check_names(files, manifest, index or {}, Path(workdir), result)
     made_by = _made_by_another_version(manifest)
     if made_by and any(
         p.item == "verdicts.json" and "does not follow" in p.message for p in result.problems
@@ -460,7 +571,155 @@ def _verify(
             "verify with that version to reproduce them",
         )
     event = _check_event(files, manifest, set(uids), result)
-    _check_report(files, manifest, event, measurements, verdicts, result)
+    rows = list(index.values()) if index is not None else None
+    if rows is not None:
+        _check_coverage(manifest, rows, measurements, verdicts, event, result)
+    _check_report(files, manifest, event, measurements, verdicts, result, rows)
+
+
+def _check_index(
+    files: dict[str, bytes], head: TreeHead | None, result: Verification
+) -> dict[str, IndexRow] | None:
+    """index.json's rows by UID, once the batch proof shows every one of them in the log."""
+    doc = _load_json(files, INDEX_FILE, result)
+    if not isinstance(doc, dict) or doc.get("columns") != list(INDEX_COLUMNS):
+        if doc is not None:
+            result.fail(INDEX_FILE, f"is not an index with the columns {list(INDEX_COLUMNS)}")
+        return None
+    raw_rows = doc.get("rows")
+    if not isinstance(raw_rows, list) or not raw_rows:
+        result.fail(INDEX_FILE, "has no rows")
+        return None
+    rows: dict[str, IndexRow] = {}
+    last = -1
+    for n, raw in enumerate(raw_rows):
+        try:
+            row = IndexRow.from_json(raw)
+        except ValueError as exc:
+            result.fail(INDEX_FILE, f"row {n} is malformed: {exc}")
+            return None
+        if row.leaf_index <= last:
+            result.fail(INDEX_FILE, f"row {n} ({row.measurement_uid}) is out of log order")
+            return None
+        if row.measurement_uid in rows:
+            result.fail(INDEX_FILE, f"lists {row.measurement_uid} more than once")
+            return None
+        last = row.leaf_index
+        rows[row.measurement_uid] = row
+    proof_doc = _load_json(files, INCLUSION_FILE, result)
+    if proof_doc is None:
+        return rows
+    try:
+        proof = BatchProof.from_json(proof_doc)
+    except ValueError as exc:
+        result.fail(INCLUSION_FILE, f"malformed batch proof: {exc}")
+        return rows
+    if head is None:
+        return rows
+    if proof.tree_size != head.tree_size:
+        result.fail(INCLUSION_FILE, "is not against the bundle's tree head")
+        return rows
+    leaves = [
+        merkle.leaf_hash(entry_bytes_of_digest(r.measurement_uid, r.measurement_sha256))
+        for r in rows.values()
+    ]
+    indexes = [r.leaf_index for r in rows.values()]
+    if not merkle.verify_batch_inclusion(
+        indexes, leaves, head.tree_size, proof.hashes, head.root_hash
+    ):
+        result.fail(
+            INCLUSION_FILE,
+            f"the batch proof of the {len(rows)} measurements index.json lists does not lead "
+            "to the signed root (an entry was dropped, added or altered)",
+        )
+    return rows
+
+
+def _check_coverage(
+    manifest: dict[str, Any],
+    rows: list[IndexRow],
+    measurements: list[dict[str, Any]],
+    verdicts: list[dict[str, Any]],
+    event: dict[str, Any] | None,
+    result: Verification,
+) -> None:
+    """The carried measurements agree with their rows, and are the sample the policy draws."""
+    by_uid = {r.measurement_uid: r for r in rows}
+    for m, v in zip(measurements, verdicts, strict=False):
+        row = by_uid.get(m.get("measurement_uid"))
+        if row is None:
+            continue  # named by _check_measurement
+        stated = (row.verdict, row.method)
+        derived = (v.get("verdict") or "", v.get("method") or "")
+        if stated != derived:
+            result.fail(INDEX_FILE, f"{row.measurement_uid} is listed {stated}, its verdict is "
+                        f"{derived}")  # fmt: skip
+        if row.bytes != _carry_bytes(m, v):
+            result.fail(INDEX_FILE, f"{row.measurement_uid}: its size is not the one listed")
+    coverage = manifest.get("coverage")
+    if not isinstance(coverage, dict) or coverage.get("policy") != SAMPLE_POLICY:
+        result.fail("manifest.json", f"does not say it follows the sample policy {SAMPLE_POLICY}")
+        return
+    if coverage.get("listed") != len(rows) or coverage.get("carried") != len(measurements):
+        result.fail(
+            "manifest.json",
+            f"says {coverage.get('listed')} listed and {coverage.get('carried')} carried; the "
+            f"bundle lists {len(rows)} and carries {len(measurements)}",
+        )
+    budget = coverage.get("budget_bytes")
+    if type(budget) is not int or budget < 0:
+        result.fail("manifest.json", "has no byte budget for the sample")
+        return
+    always = set((event or {}).get("evidence") or []) & set(by_uid)
+    drawn = choose_carried(rows, always, budget)
+    carried = {m.get("measurement_uid") for m in measurements}
+    for uid in sorted(drawn - carried):
+        result.fail(INDEX_FILE, f"{uid} belongs to the sample, but its measurement is missing")
+    for uid in sorted(u for u in carried - drawn if u in by_uid):
+        result.fail(INDEX_FILE, f"{uid} is carried, but is not in the sample the policy draws")
+    if coverage.get("whole") is not (len(carried) == len(rows)):
+        result.fail("manifest.json", "says whole or sample wrongly")
+    result.rederived = len(verdicts)
+    proved_only = len(rows) - len(measurements)
+    result.coverage = (
+        f"re-derived {len(measurements)} of the {len(rows)} listed measurements from their "
+        "carried copies (signature, leaf, verdict); "
+        + (
+            f"the other {proved_only:,} are only proved present in the log (UID and SHA-256, "
+            "by the batch proof); their verdicts are as the log's signed manifest states them"
+            if proved_only
+            else "the bundle carries the whole event"
+        )
+    )
+
+
+def _check_names(
+    files: dict[str, bytes],
+    manifest: dict[str, Any],
+    index: dict[str, IndexRow],
+    workdir: Path,
+    result: Verification,
+) -> None:
+    """The operator names the pages print follow from the bundled IP database."""
+    names = manifest.get("names")
+    if not isinstance(names, dict) or not isinstance(names.get("networks"), dict):
+        result.fail("manifest.json", "has no names for the networks")
+        return
+    db = (manifest.get("analysis") or {}).get("asn_db")
+    expected: dict[str, str] = {}
+    if isinstance(db, str) and db in files and db.startswith("analysis/asn_db/"):
+        target = workdir / "names" / Path(db).name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(files[db])
+        event = _load_json(files, "event.json", Verification()) if "event.json" in files else {}
+        asns = sorted({r.probe_asn for r in index.values()} | set((event or {}).get("asns") or []))
+        try:
+            expected = _operator_names(target, asns)
+        except (OSError, ValueError) as exc:
+            result.fail(db, f"cannot be read for operator names: {exc}")
+            return
+    if names["networks"] != expected:
+        result.fail("manifest.json", "names operators the bundled IP database does not")
 
 
 def _check_log_key(
@@ -573,17 +832,19 @@ def _check_measurement(
     used_keys: set[str],
     result: Verification,
     require_signatures: bool,
+    index: dict[str, IndexRow] | None,
 ) -> tuple[str, int, dict[str, Any]] | None:
-    if not isinstance(entry, dict) or set(entry) != {
-        "file",
-        "leaf_index",
-        "measurement_uid",
-        "proof",
-    }:
+    """One carried measurement: its signature, and its leaf (by the index row the batch proof
+    covers, or, in the first format, by its own audit path)."""
+    keys = {"file", "leaf_index", "measurement_uid"} | (set() if index is not None else {"proof"})
+    if not isinstance(entry, dict) or set(entry) != keys:
         result.fail("manifest.json", f"measurement entry {n} is malformed")
         return None
-    uid, mfile, pfile = entry["measurement_uid"], entry["file"], entry["proof"]
-    if not all(isinstance(v, str) for v in (uid, mfile, pfile)):
+    uid, mfile, pfile = entry["measurement_uid"], entry["file"], entry.get("proof", "")
+    if (
+        not all(isinstance(v, str) for v in (uid, mfile, pfile))
+        or type(entry["leaf_index"]) is not int
+    ):
         result.fail("manifest.json", f"measurement entry {n} is malformed")
         return None
     measurement = _load_json(files, mfile, result)
@@ -607,6 +868,15 @@ def _check_measurement(
         if require_signatures:
             result.fail(mfile, f"{uid} is not signed")
 
+    if index is not None:
+        row = index.get(uid)
+        if row is None:
+            result.fail(mfile, f"{uid} is not among the measurements index.json lists")
+        elif row.leaf_index != entry["leaf_index"]:
+            result.fail("manifest.json", f"leaf index of {uid} differs from index.json's")
+        elif row.measurement_sha256 != measurement_digest(measurement):
+            result.fail(mfile, f"{uid} does not hash to the leaf the log recorded")
+        return uid, entry["leaf_index"], measurement
     doc = _load_json(files, pfile, result)
     if doc is None:
         return uid, entry["leaf_index"], measurement
@@ -697,6 +967,7 @@ def _check_report(
     measurements: list[dict[str, Any]],
     verdicts: list[dict[str, Any]],
     result: Verification,
+    index: list[IndexRow] | None = None,
 ) -> None:
     if "report.html" not in files or "tree_head.json" not in files:
         if "report.html" not in files:
@@ -710,6 +981,7 @@ def _check_report(
             measurements=measurements,
             verdicts=verdicts,
             tree_head=head_json,
+            index=index,
         ).encode("utf-8")
     except Exception as exc:  # a malformed bundle must still produce a verdict, not a crash
         result.fail("report.html", f"cannot be re-rendered: {type(exc).__name__}: {exc}")

@@ -44,6 +44,8 @@ LAYOUT_NAMES = frozenset(
         "verdicts.json",
         "event.json",
         "report.html",
+        "index.json",
+        "inclusion.json",
     }
 )
 #: The bundle's numbered members and analysis inputs (any safe segment, as exported).

@@ -69,9 +69,15 @@ def measurement_digest(measurement: dict[str, Any]) -> str:
 
 def entry_bytes(measurement_uid: str, measurement: dict[str, Any]) -> bytes:
     """The data of one log leaf (RFC 9162's D[i]): canonical JSON naming the measurement."""
+    return entry_bytes_of_digest(measurement_uid, measurement_digest(measurement))
+
+
+def entry_bytes_of_digest(measurement_uid: str, measurement_sha256: str) -> bytes:
+    """The same leaf data from the measurement's digest: what a bundle proves for a
+    measurement it lists but does not carry."""
     return canonical_json(
         {
-            "measurement_sha256": measurement_digest(measurement),
+            "measurement_sha256": measurement_sha256,
             "measurement_uid": measurement_uid,
             "type": ENTRY_TYPE,
         }
@@ -213,3 +219,27 @@ def consistency_from_json(data: Any) -> tuple[int, int, list[bytes]]:
         _size(data["second"], "second"),
         _hash_list(data["consistency_path"], "consistency_path"),
     )
+
+
+#: Hashes one batch proof may carry: enough for 200,000 scattered leaves of a 2^40 tree.
+MAX_BATCH_HASHES = 8_000_000
+
+
+@dataclass(frozen=True)
+class BatchProof:
+    """One proof for many leaves of one tree (``merkle.batch_inclusion_hashes``)."""
+
+    tree_size: int
+    hashes: list[bytes]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"hashes": [h.hex() for h in self.hashes], "tree_size": self.tree_size}
+
+    @classmethod
+    def from_json(cls, data: Any) -> BatchProof:
+        if not isinstance(data, dict) or set(data) != {"hashes", "tree_size"}:
+            raise ValueError("a batch proof has exactly the fields ['hashes', 'tree_size']")
+        hashes = data["hashes"]
+        if not isinstance(hashes, list) or len(hashes) > MAX_BATCH_HASHES:
+            raise ValueError(f"hashes must be a list of at most {MAX_BATCH_HASHES} hashes")
+        return cls(_size(data["tree_size"], "tree_size"), [hexdecode(h) for h in hashes])

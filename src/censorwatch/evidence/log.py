@@ -39,6 +39,7 @@ from censorwatch.durable import fsync_dir
 from censorwatch.evidence import merkle
 from censorwatch.evidence.formats import (
     MANIFEST_CONTEXT,
+    BatchProof,
     InclusionProof,
     TreeHead,
     checkpoint_origin,
@@ -351,6 +352,15 @@ class TransparencyLog:
                 leaf_hash=self.leaf(index),
                 audit_path=self.inclusion_proof(index, head.tree_size),
             )
+
+    def batch_inclusion_for(self, indexes: list[int], head: TreeHead) -> BatchProof:
+        """One proof that all the leaves at ``indexes`` (sorted, distinct) are in the tree
+        that ``head`` signs (``merkle.batch_inclusion_hashes``)."""
+        with self._lock:
+            if head.tree_size > self.size:
+                raise merkle.ProofError(f"the log has {self.size} leaves, not {head.tree_size}")
+            hashes = merkle.batch_inclusion_hashes(indexes, head.tree_size, self._subtree)
+            return BatchProof(head.tree_size, hashes)
 
     def consistency_proof(self, first: int, second: int) -> list[bytes]:
         with self._lock:

@@ -32,6 +32,9 @@ from censorwatch.events.timeline import (
     shown_time,
     timeline_svg,
 )
+from censorwatch.evidence.explain import explain
+from censorwatch.evidence.names import local_time
+from censorwatch.evidence.scope import IndexRow
 from censorwatch.model import canonical_json
 from censorwatch.observations.builder import (
     SYSTEM_ENGINES,
@@ -258,6 +261,7 @@ class EventFacts:
 
 @dataclass(frozen=True)
 class NetworkLine:
+    name: str  # "PTCL (AS17557)", or the AS number alone when no database names it
     asn: str
     cc: str
     measured: int
@@ -306,6 +310,54 @@ class Line:
 
 
 @dataclass(frozen=True)
+class Method:
+    code: str
+    name: str
+    observed: str
+    why: str
+    otherwise: str
+    networks: str  # where it was seen, with counts
+
+
+@dataclass(frozen=True)
+class DayLine:
+    day: str
+    network: str
+    measured: int
+    blocked: int
+    ok: int
+    other: int
+
+
+@dataclass(frozen=True)
+class Coverage:
+    listed: int
+    carried: int
+    whole: bool
+    max_bytes: str
+    policy: str
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The first page: the finding in one paragraph, then the facts a petition cites."""
+
+    finding: str
+    onset: str
+    end: str
+    networks: list[str]  # "PTCL (AS17557): tls.reset, 33 of 35 measurements blocked"
+    time_zone: str
+
+
+@dataclass(frozen=True)
+class Extra:
+    """A section other work adds to an event (shown only when the event carries it)."""
+
+    heading: str
+    lines: list[str]
+
+
+@dataclass(frozen=True)
 class Page:
     title: str
     created_at: str
@@ -317,14 +369,19 @@ class Page:
     timeline: Timeline | None
     samples: list[Sample]
     lines: list[Line]
+    summary: Summary | None = None
+    coverage: Coverage | None = None
+    methods: tuple[Method, ...] = ()
+    days: tuple[DayLine, ...] = ()
+    extras: tuple[Extra, ...] = ()
+    index_lines: tuple[Line, ...] = ()
 
 
-def _title(event: dict[str, Any] | None, rows: list[Pair]) -> str:
+def _title(event: dict[str, Any] | None, rows: list[Pair], names: dict[str, Any]) -> str:
     if event:
-        return (
-            f"{text(event.get('target'))} blocked in {text(event.get('cc'))} "
-            f"({text(event.get('scope'))} event)"
-        )
+        target = text(names.get("target")) or text(event.get("target"))
+        country = text(names.get("country")) or text(event.get("cc"))
+        return f"{target} blocked in {country} ({text(event.get('scope'))} event)"
     ccs = sorted({text(m.get("probe_cc")) for m, _ in rows})
     return f"Measurements from {', '.join(ccs) or 'unknown countries'}"
 
@@ -350,6 +407,10 @@ def _log_facts(manifest: dict[str, Any], head: dict[str, Any], rows: list[Pair])
     )
 
 
+def _named(name: str, code: str) -> str:
+    return f"{name} ({code})" if name and name != code else code
+
+
 def _bracket_text(bracket: Any, *, onset: bool) -> str:
     if not isinstance(bracket, dict) or not bracket:
         return "start of data" if onset else "ongoing at export"
@@ -357,19 +418,25 @@ def _bracket_text(bracket: Any, *, onset: bool) -> str:
     return f"after {after}, no later than {text(bracket.get('before'))}"
 
 
-def _event_facts(event: dict[str, Any]) -> EventFacts:
+def _event_facts(event: dict[str, Any], names: dict[str, Any]) -> EventFacts:
     def listed(value: Any) -> str:
         return ", ".join(map(text, value)) if isinstance(value, list) else text(value)
 
     return EventFacts(
         event_id=text(event.get("event_id")),
         scope=text(event.get("scope")),
-        cc=text(event.get("cc")),
-        networks=listed(event.get("asns")),
-        target=text(event.get("target")),
+        cc=_named(text(names.get("country")), text(event.get("cc"))),
+        networks=", ".join(_operator(text(a), names) for a in event.get("asns") or [])
+        if isinstance(event.get("asns"), list)
+        else text(event.get("asns")),
+        target=_named(text(names.get("target")), text(event.get("target"))),
         methods=listed(event.get("methods")) or "not determined",
-        onset=_bracket_text(event.get("onset"), onset=True),
-        end=_bracket_text(event.get("end"), onset=False),
+        onset=_bracket_words(event.get("onset"), text(names.get("time_zone")), onset=True)
+        if names
+        else _bracket_text(event.get("onset"), onset=True),
+        end=_bracket_words(event.get("end"), text(names.get("time_zone")), onset=False)
+        if names
+        else _bracket_text(event.get("end"), onset=False),
         status=text(event.get("status")),
         confidence=text(event.get("confidence")),
     )
@@ -382,16 +449,50 @@ def _by_network(rows: list[Pair]) -> dict[str, list[Pair]]:
     return {asn: groups[asn] for asn in sorted(groups, key=_asn_order)}
 
 
-def _networks(rows: list[Pair]) -> list[NetworkLine]:
+def _operator(asn: str, names: dict[str, Any]) -> str:
+    networks = names.get("networks") if isinstance(names.get("networks"), dict) else {}
+    name = networks.get(asn)
+    return f"{text(name)} ({asn})" if name else asn
+
+
+def _rows_of(pairs: list[Pair]) -> list[IndexRow]:
+    """Index rows for contents without an index (the first format, or a page of pairs)."""
+    return [
+        IndexRow(
+            leaf_index=n,
+            measurement_uid=text(m.get("measurement_uid")),
+            measurement_sha256="",
+            bytes=0,
+            probe_asn=text(m.get("probe_asn")),
+            probe_cc=text(m.get("probe_cc")),
+            measurement_start_time=text(m.get("measurement_start_time")),
+            input=text(m.get("input")),
+            verdict=_verdict(v),
+            method=text(v.get("method")),
+        )
+        for n, (m, v) in enumerate(pairs)
+    ]
+
+
+def _kind(row: IndexRow) -> str:
+    return row.verdict if row.verdict in VERDICTS else "unknown"
+
+
+def _networks(index: list[IndexRow], names: dict[str, Any]) -> list[NetworkLine]:
+    groups: dict[str, list[IndexRow]] = defaultdict(list)
+    for r in index:
+        groups[r.probe_asn].append(r)
     lines = []
-    for asn, group in _by_network(rows).items():
-        counts = Counter(_verdict(v) for _, v in group)
-        methods = Counter(text(v.get("method")) for _, v in group if v.get("method"))
-        times = sorted(t for m, _ in group if (t := _time(m.get("measurement_start_time"))))
+    for asn in sorted(groups, key=_asn_order):
+        group = groups[asn]
+        counts = Counter(_kind(r) for r in group)
+        methods = Counter(r.method for r in group if r.method)
+        times = sorted(t for r in group if (t := _time(r.measurement_start_time)))
         lines.append(
             NetworkLine(
+                name=_operator(asn, names),
                 asn=asn,
-                cc=text(group[0][0].get("probe_cc")),
+                cc=group[0].probe_cc,
                 measured=len(group),
                 blocked=counts["blocked"],
                 ok=counts["ok"],
@@ -491,6 +592,142 @@ def _line(m: dict[str, Any], v: dict[str, Any]) -> Line:
     )
 
 
+def _days(index: list[IndexRow], names: dict[str, Any]) -> tuple[DayLine, ...]:
+    counts: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    for r in index:
+        counts[(r.day, r.probe_asn)][_kind(r)] += 1
+    return tuple(
+        DayLine(
+            day=day,
+            network=_operator(asn, names),
+            measured=sum(c.values()),
+            blocked=c["blocked"],
+            ok=c["ok"],
+            other=c["down"] + c["unknown"],
+        )
+        for (day, asn), c in sorted(counts.items(), key=lambda kv: (kv[0][0], _asn_order(kv[0][1])))
+    )
+
+
+def _methods(
+    index: list[IndexRow], event: dict[str, Any] | None, names: dict[str, Any]
+) -> tuple[Method, ...]:
+    seen: dict[str, Counter[str]] = defaultdict(Counter)
+    for r in index:
+        if r.method and r.verdict == "blocked":
+            seen[r.method][r.probe_asn] += 1
+    codes = [text(m) for m in (event or {}).get("methods") or [] if text(m)]
+    codes += sorted(c for c in seen if c not in codes)
+    out = []
+    for code in codes:
+        e = explain(code)
+        where = seen.get(code, Counter())
+        networks = "; ".join(
+            f"{_operator(asn, names)}: {n}" for asn, n in sorted(where.items(),
+                                                               key=lambda kv: _asn_order(kv[0]))
+        )  # fmt: skip
+        out.append(Method(code, e.name, e.observed, e.why, e.otherwise, networks))
+    return tuple(out)
+
+
+def _when(value: Any, zone: str) -> str:
+    """A bracket's time in UTC and, when the country's zone is known, local time."""
+    when = _time(value)
+    if when is None:
+        return text(value)
+    utc = when.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"{utc} ({local_time(when, zone)} local time)" if zone else utc
+
+
+def _bracket_words(bracket: Any, zone: str, *, onset: bool) -> str:
+    if not isinstance(bracket, dict) or not bracket:
+        return "start of data" if onset else "still blocked when the bundle was made"
+    after = bracket.get("after")
+    first = _when(after, zone) if after else "the start of the data"
+    return f"after {first} and no later than {_when(bracket.get('before'), zone)}"
+
+
+def _summary(
+    event: dict[str, Any], networks: list[NetworkLine], names: dict[str, Any], title: str
+) -> Summary:
+    zone = text(names.get("time_zone"))
+    zones = names.get("time_zones_in_country")
+    counts = event.get("measurements") if isinstance(event.get("measurements"), dict) else {}
+    blocking = [n for n in networks if n.asn in (event.get("asns") or [])]
+    measured = counts.get("networks_measured") or len(networks)
+    finding = (
+        f"{text(names.get('target')) or text(event.get('target'))} was blocked in "
+        f"{text(names.get('country')) or text(event.get('cc'))}: measurements on "
+        f"{len(blocking)} of {measured} networks measured show it blocked"
+        + (f", by {', '.join(explain(text(m)).name for m in event.get('methods') or [])}" if
+           event.get("methods") else "")
+        + f". Status: {text(event.get('status'))}; confidence {text(event.get('confidence'))}."
+    )  # fmt: skip
+    lines = [
+        f"{n.name}: {n.blocked} of {n.measured} measurements blocked ({n.methods or 'no method'})"
+        for n in blocking
+    ]
+    if not zone:
+        tz_note = "Times are UTC (no time zone is known for this country)."
+    elif isinstance(zones, int) and zones > 1:
+        tz_note = (
+            f"Times are UTC and {zone} local time; the country has {zones} time zones, and "
+            f"{zone} is the first the IANA time zone database lists for it."
+        )
+    else:
+        tz_note = f"Times are UTC and local time ({zone}, the country's time zone)."
+    return Summary(
+        finding=finding,
+        onset=_bracket_words(event.get("onset"), zone, onset=True),
+        end=_bracket_words(event.get("end"), zone, onset=False),
+        networks=lines,
+        time_zone=tz_note,
+    )
+
+
+#: Sections other work adds to an event record, in the order the page shows them.
+EXTRA_SECTIONS = (
+    ("still_reachable", "What still gets through"),
+    ("impact", "Users affected"),
+    ("reports", "People's reports"),
+)
+
+
+def _extra_lines(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [f"{k}: {text(value[k])}" for k in sorted(value) if value[k] not in (None, "", [])]
+    if isinstance(value, list):
+        return [text(v) for v in value if v not in (None, "")]
+    return [text(value)] if value not in (None, "") else []
+
+
+def _extras(event: dict[str, Any] | None) -> tuple[Extra, ...]:
+    """Only the sections the event carries, each with something in it (absent, never 0)."""
+    out = []
+    for key, heading in EXTRA_SECTIONS:
+        lines = _extra_lines((event or {}).get(key))
+        if lines:
+            out.append(Extra(heading, lines))
+    return tuple(out)
+
+
+#: Above this many listed measurements the page counts them instead of listing each.
+MAX_LISTED_LINES = 5000
+
+
+def _index_line(r: IndexRow) -> Line:
+    return Line(
+        uid=r.measurement_uid,
+        when=r.measurement_start_time,
+        asn=r.probe_asn,
+        input=r.input,
+        verdict=r.verdict,
+        verdict_css=_kind(r),
+        method=r.method,
+        signer="",
+    )
+
+
 def report_page(
     *,
     manifest: dict[str, Any],
@@ -498,20 +735,45 @@ def report_page(
     measurements: list[dict[str, Any]],
     verdicts: list[dict[str, Any]],
     tree_head: dict[str, Any],
+    index: list[IndexRow] | None = None,
 ) -> Page:
     """Everything the report states, as plain text and numbers."""
     rows = list(zip(measurements, verdicts, strict=False))
+    names = manifest.get("names") if isinstance(manifest.get("names"), dict) else {}
+    listed = list(index) if index is not None else _rows_of(rows)
+    coverage = manifest.get("coverage") if isinstance(manifest.get("coverage"), dict) else None
+    title = _title(event, rows, names)
+    networks = _networks(listed, names)
+    carried = {text(m.get("measurement_uid")) for m in measurements}
     return Page(
-        title=_title(event, rows),
+        title=title,
         created_at=text(manifest.get("created_at")),
         count=len(rows),
         format=text(manifest.get("format")),
         log=_log_facts(manifest, tree_head if isinstance(tree_head, dict) else {}, rows),
-        event=_event_facts(event) if event else None,
-        networks=_networks(rows),
+        event=_event_facts(event, names) if event else None,
+        networks=networks,
         timeline=_timeline(rows, event),
         samples=[_sample(m, v) for m, v in _pick_samples(rows)],
         lines=[_line(m, v) for m, v in rows],
+        summary=_summary(event, networks, names, title) if event else None,
+        coverage=Coverage(
+            listed=len(listed),
+            carried=len(rows),
+            whole=len(rows) == len(listed),
+            max_bytes=f"{coverage.get('max_bytes'):,}"
+            if isinstance(coverage.get("max_bytes"), int)
+            else "?",
+            policy=text(coverage.get("policy")),
+        )
+        if coverage is not None
+        else None,
+        methods=_methods(listed, event, names),
+        days=_days(listed, names),
+        extras=_extras(event),
+        index_lines=tuple(_index_line(r) for r in listed if r.measurement_uid not in carried)
+        if index is not None and len(listed) <= MAX_LISTED_LINES
+        else (),
     )
 
 
@@ -536,13 +798,23 @@ def render_report(
     measurements: list[dict[str, Any]],
     verdicts: list[dict[str, Any]],
     tree_head: dict[str, Any],
+    index: list[IndexRow] | None = None,
+    template: str = "report.html",
+    bundle_sha256: str = "",
+    bundle_name: str = "BUNDLE.zip",
 ) -> str:
-    """The report page for a bundle's contents (deterministic)."""
+    """The report page for a bundle's contents (deterministic). ``template`` ``print.html``
+    is the same page for paper (``evidence.pdf``), which prints ``bundle_sha256``."""
     page = report_page(
         manifest=manifest,
         event=event,
         measurements=measurements,
         verdicts=verdicts,
         tree_head=tree_head,
+        index=index,
     )
-    return _environment().get_template("report.html").render(page=page, anchor=ANCHOR)
+    return (
+        _environment()
+        .get_template(template)
+        .render(page=page, anchor=ANCHOR, bundle_sha256=bundle_sha256, bundle_name=bundle_name)
+    )

@@ -24,6 +24,7 @@ evidence_app = typer.Typer(
 
 LOG_DIR_ENV = "CENSORWATCH_LOG_DIR"
 MAX_EXPORT = 100_000
+DEFAULT_MAX_MB = 200.0  # evidence.scope.DEFAULT_MAX_BYTES, in MB
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -252,8 +253,21 @@ def export(
             "(repeatable).",
         ),
     ] = None,
+    max_size: Annotated[
+        float,
+        typer.Option(
+            "--max-size",
+            help="Most the bundle may weigh, in MB; beyond it a stratified sample of the raw "
+            "measurements travels and the rest are proven by inclusion.",
+        ),
+    ] = DEFAULT_MAX_MB,
+    pdf: Annotated[
+        bool,
+        typer.Option("--pdf", help="Also print the report as a PDF beside the bundle (OUT.pdf)."),
+    ] = False,
 ) -> None:
-    """Write an offline-verifiable bundle for an event (--event) or for filtered measurements."""
+    """Write an offline-verifiable bundle for an event (--event: every measurement of the
+    event, its brackets included) or for filtered measurements."""
     from censorwatch.evidence.bundle import ExportError, export_bundle, measurement_uid_of
     from censorwatch.evidence.log import LogBusyError, LogCorruptedError, TransparencyLog
     from censorwatch.store.filters import measurement_matches
@@ -269,6 +283,8 @@ def export(
     )
     if event and not filters.is_empty():
         raise _fail("--event takes the event's own evidence; filters do not apply")
+    if max_size <= 0:
+        raise _fail("--max-size must be a positive number of MB")
     limit = max(1, min(limit, MAX_EXPORT))
     record = _find_event(event, events_file, db) if event else None
     wanted = list(dict.fromkeys(record.get("evidence") or [])) if record else None
@@ -276,22 +292,28 @@ def export(
         raise _fail(f"event {event} cites no measurements")
 
     if db is not None:
+        if record is not None and wanted is not None:
+            wanted = _event_uids_in_store(db, record, wanted)
         chosen = _from_store(db, archive, wanted, filters, limit)
     else:
         pool = iter_measurement_files(measurements or [])
-        if wanted is not None:
+        if record is not None and wanted is not None:
+            from censorwatch.events.platforms import load_platforms
+            from censorwatch.evidence.scope import in_event
+
+            platforms = load_platforms()
             need = set(wanted)
             by_uid = {}
             for m in pool:
                 uid = measurement_uid_of(m)
-                if uid in need:
+                if uid in need or in_event(record, m, platforms):
                     by_uid[uid] = {**m, "measurement_uid": uid}
             missing = [u for u in wanted if u not in by_uid]
             if missing:
                 raise _fail(
                     f"{len(missing)} measurements of the event were not found, e.g. {missing[0]}"
                 )
-            chosen = [by_uid[u] for u in wanted]
+            chosen = list(by_uid.values())
         else:
             chosen = []
             for m in pool:
@@ -319,15 +341,72 @@ def export(
                 fingerprints_dir=fp_dir,
                 asn_db=asn_db,
                 cosigner=_cosigner(log, witness_url) if witness_url else None,
+                max_bytes=int(max_size * 1_000_000),
             )
             head = log.latest_head()
     except (ExportError, LogBusyError, LogCorruptedError) as exc:
         raise _fail(str(exc)) from None
     assert head is not None
+    coverage = manifest["coverage"]
+    carried = (
+        "the whole event"
+        if coverage["whole"]
+        else f"a sample of {coverage['carried']} raw measurements ({coverage['policy']})"
+    )
+    typer.echo(
+        f"wrote {out}: {coverage['listed']} measurements listed and proven, {carried}",
+        err=True,
+    )
+    if pdf:
+        _write_pdf(out, out.with_suffix(".pdf"))
     typer.echo(
         f"wrote {out}: {len(manifest['measurements'])} measurements, proofs against the tree "
         f"head of size {head.tree_size} (root {head.root_hash.hex()}) of log {head.log_id}"
     )
+
+
+def _event_uids_in_store(db: Path, record: dict[str, Any], cited: list[str]) -> list[str]:
+    """Every stored measurement of the event (``evidence.scope.in_event``), the ones its
+    brackets cite first."""
+    from censorwatch.events.platforms import load_platforms
+    from censorwatch.evidence.scope import in_event
+
+    platforms = load_platforms()
+    store = _open_store(db)
+    try:
+        found = [
+            v["measurement_uid"]
+            for v in store.iter_verdicts(probe_cc=record.get("cc"))
+            if in_event(record, v, platforms)
+        ]
+    finally:
+        store.close()
+    return list(dict.fromkeys([*cited, *found]))
+
+
+def _write_pdf(bundle: Path, out: Path) -> None:
+    from censorwatch.evidence.pdf import RenderError, render_pdf
+
+    try:
+        render_pdf(bundle, out)
+    except RenderError as exc:
+        raise _fail(str(exc), EXIT_FAILED) from None
+    except ImportError:
+        raise _fail("--pdf needs WeasyPrint (pip install weasyprint)") from None
+    typer.echo(f"wrote {out}: the report for print, beside {bundle.name}", err=True)
+
+
+@evidence_app.command("render")
+def render(
+    bundle: Annotated[Path, typer.Argument(help="The bundle (zip).", exists=True, dir_okay=False)],
+    pdf: Annotated[Path, typer.Option("--pdf", help="The PDF to write (beside the bundle).")],
+) -> None:
+    """Print a bundle's report as a PDF: every page carries its number, the bundle's SHA-256,
+    the tree head's root and the verification command. Only a bundle that verifies is printed
+    (exit 1 otherwise, naming the problems)."""
+    if pdf.resolve() == bundle.resolve():
+        raise _fail("--pdf must not overwrite the bundle")
+    _write_pdf(bundle, pdf)
 
 
 def _cosigner(log: Any, urls: list[str]) -> Any:
@@ -507,6 +586,9 @@ def verify(
                     "cosigned_by": trust.witnesses.cosigned if trust.witnesses else [],
                     "problems": [{"item": p.item, "message": p.message} for p in result.problems],
                     "report_rerendered": result.report_rerendered,
+                    "listed": result.listed,
+                    "carried": result.carried,
+                    "coverage": result.coverage,
                     "notes": result.notes,
                 },
                 indent=2,
@@ -534,8 +616,13 @@ def verify(
         f"  {result.measurements} measurements: {result.signed} signed by "
         f"{len(result.probe_keys)} probe key(s), {result.unsigned} unsigned"
     )
+    proofs = (
+        "the batch inclusion proof of every listed measurement"
+        if result.coverage
+        else ("every inclusion proof")
+    )
     typer.echo(
-        f"  every inclusion proof leads to root {result.root_hash} of the tree of "
+        f"  {proofs} leads to root {result.root_hash} of the tree of "
         f"{result.tree_size} entries signed {when:%Y-%m-%d %H:%M:%S} UTC by log "
         f"{result.log_id}"
     )
@@ -544,7 +631,14 @@ def verify(
         if result.report_rerendered
         else "report.html states the facts (see note)"
     )
-    typer.echo(f"  every verdict re-derived from its measurement; {report}")
+    rederived = (
+        "every verdict re-derived from its measurement"
+        if result.carried == result.listed
+        else "every carried measurement's verdict re-derived"
+    )
+    typer.echo(f"  {rederived}; {report}")
+    if result.coverage:
+        typer.echo(f"  {result.coverage}")
     for note in result.notes:
         typer.echo(f"  note: {note}")
     if result.probe_keys:
