@@ -1,4 +1,5 @@
-"""One JSONL line of an OONI raw file → a measurement, or the reason it is not one.
+"""One JSONL line (or one postcan submission) of an OONI file → a measurement, or the reason
+it is not one.
 
 The line's budget is checked on its bytes, before a Python object is built where building is
 what costs: the number of JSON values (a 16 MiB line of ``{}`` would be millions of dicts).
@@ -25,23 +26,48 @@ _decode = msgspec.json.Decoder().decode
 
 def decode_measurement(line: bytes, limits: Limits) -> dict[str, Any] | str:
     """The measurement on ``line``, or why it is not one (a message naming the fault)."""
-    if count_items(line, limits.max_line_values) > limits.max_line_values:
+    value = _decode_object(line, limits)
+    if isinstance(value, str):
+        return value
+    return _missing(value) or value
+
+
+def decode_post(data: bytes, limits: Limits) -> dict[str, Any] | str:
+    """The measurement in a probe's submission as a postcan keeps it (``{"format": "json",
+    "content": {...}}``), or why there is none. A YAML submission is named, not read."""
+    value = _decode_object(data, limits)
+    if isinstance(value, str):
+        return value
+    fmt = value.get("format")
+    if isinstance(fmt, str) and fmt.lower() == "yaml":
+        return "a YAML submission: not supported (not read)"
+    if fmt != "json":
+        return f"not a submission: format is {fmt!r}, not 'json'"
+    content = value.get("content")
+    if not isinstance(content, dict):
+        return "not a submission: no content object"
+    return _missing(content) or content
+
+
+def _decode_object(data: bytes, limits: Limits) -> dict[str, Any] | str:
+    """The JSON object in ``data`` within the budgets, or why it is not one."""
+    if count_items(data, limits.max_line_values) > limits.max_line_values:
         return f"more than {limits.max_line_values} JSON values"
     try:
-        value = _decode(line)
+        value = _decode(data)
     except UnicodeDecodeError:
-        return _not_utf8(line)
+        return _not_utf8(data)
     except RecursionError:
         return f"JSON nests deeper than {limits.max_depth} levels"
     except msgspec.DecodeError as exc:
         if "UTF-8" in str(exc):  # msgspec 0.23 and later raise DecodeError for bad UTF-8
-            return _not_utf8(line)
+            return _not_utf8(data)
         return f"invalid JSON: {exc}"
     if not isinstance(value, dict):
         return f"not a JSON object ({type(value).__name__})"
     if deeper_than(value, limits.max_depth):
         return f"JSON nests deeper than {limits.max_depth} levels"
-    return _missing(value) or value
+    return value
 
 
 def _not_utf8(line: bytes) -> str:

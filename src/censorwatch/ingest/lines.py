@@ -1,25 +1,22 @@
-"""The lines of one OONI raw file (``*.jsonl.gz``), read within limits.
+"""The lines of one OONI file (``*.jsonl.gz``, an LZ4 can, a report in a tar), read within limits.
 
 A raw file comes from someone else's bucket, so nothing about it is trusted: it may not be
 gzip, may end inside a gzip member, may inflate a kilobyte into gigabytes, or hold one line of
-a gigabyte or millions of tiny lines. The file is inflated a block at a time and every limit
-is checked while streaming, so memory stays bounded by the longest line allowed whatever the
-file holds. A line over the size limit is reported by number and skipped to its end; a file
-that cannot be read on (not gzip, truncated, corrupt, over its limits, a failing read) raises
-``UnreadableFile`` after every line before the fault has been handed out.
+a gigabyte or millions of tiny lines. The file is inflated a block at a time (``streams``)
+and every limit is checked while streaming, so memory stays bounded by the longest line
+allowed whatever the file holds. A line over the size limit is reported by number and
+skipped to its end; a file that cannot be read on (not gzip, truncated, corrupt, over its
+limits, a failing read) raises ``UnreadableFile`` after every line before the fault has been
+handed out.
 """
 
 from __future__ import annotations
 
-import gzip
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
-#: Decompressed bytes taken from the gzip stream at a time (the inflater's output is bounded
-#: by this, however well the input compresses).
-BLOCK_BYTES = 1 << 20
+from censorwatch.ingest.streams import StreamError, gzip_blocks
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +39,16 @@ def iter_lines(stream: IO[bytes], limits: Limits) -> Iterator[tuple[int, bytes |
     """``(number, line)`` for every line of the gzip ``stream`` (numbered from 1, without its
     newline); ``line`` is None for a line longer than ``limits.max_line_bytes``, which is not
     kept. Raises ``UnreadableFile`` where the file stops being readable."""
-    inflated = gzip.GzipFile(fileobj=stream, mode="rb")
+    for number, line, _ in split_lines(gzip_blocks(stream), limits):
+        yield number, line
+
+
+def split_lines(
+    blocks: Iterator[bytes], limits: Limits
+) -> Iterator[tuple[int, bytes | None, bool]]:
+    """``(number, line, ended)`` for every line of the decompressed ``blocks``, as
+    ``iter_lines`` gives them; ``ended`` says whether a newline closed the line (OONI's can
+    UIDs hash a line with its newline)."""
     parts: list[bytes] = []  # the pieces of the line being read
     size = 0  # its length so far
     too_long = False  # the line being read is over the limit: skip to its end
@@ -50,7 +56,10 @@ def iter_lines(stream: IO[bytes], limits: Limits) -> Iterator[tuple[int, bytes |
     total = 0
     max_line = limits.max_line_bytes
     while True:
-        block = _read_block(inflated, total, number)
+        try:
+            block = next(blocks, b"")
+        except StreamError as exc:
+            raise UnreadableFile(f"{exc} (after line {number}, {total} bytes in)") from None
         if not block:
             break
         total += len(block)
@@ -68,12 +77,12 @@ def iter_lines(stream: IO[bytes], limits: Limits) -> Iterator[tuple[int, bytes |
                     f"more than {limits.max_file_lines} lines; the rest is not read"
                 )
             if too_long or size + end - start > max_line:
-                yield number, None
+                yield number, None, True
             elif parts:
                 parts.append(block[start:end])
-                yield number, b"".join(parts)
+                yield number, b"".join(parts), True
             else:
-                yield number, block[start:end]
+                yield number, block[start:end], True
             parts, size, too_long = [], 0, False
             start = end + 1
         rest = len(block) - start
@@ -87,20 +96,4 @@ def iter_lines(stream: IO[bytes], limits: Limits) -> Iterator[tuple[int, bytes |
         number += 1
         if number > limits.max_file_lines:
             raise UnreadableFile(f"more than {limits.max_file_lines} lines; the rest is not read")
-        yield number, None if too_long else b"".join(parts)
-
-
-def _read_block(inflated: gzip.GzipFile, offset: int, lines: int) -> bytes:
-    """The next block of decompressed bytes; each way a file can fail becomes one message."""
-    where = f"after line {lines}, {offset} bytes in"
-    try:
-        return inflated.read1(BLOCK_BYTES)  # what one read gives: all of it before a fault
-    except EOFError:
-        raise UnreadableFile(f"truncated: the gzip stream ends early ({where})") from None
-    except gzip.BadGzipFile as exc:
-        what = "not gzip" if offset == 0 else "bytes after a gzip member are not gzip"
-        raise UnreadableFile(f"{what}: {exc} ({where})") from None
-    except zlib.error as exc:
-        raise UnreadableFile(f"corrupt gzip: {exc} ({where})") from None
-    except OSError as exc:
-        raise UnreadableFile(f"cannot read: {exc} ({where})") from None
+        yield number, None if too_long else b"".join(parts), False

@@ -1,72 +1,23 @@
-"""Where OONI's raw files come from: a local directory or an S3-compatible bucket.
+"""Where OONI's files come from: a local directory or an S3-compatible bucket.
 
-Both lay files out as OONI's public bucket does, ``raw/YYYYMMDD/HH/CC/TESTNAME/*.jsonl.gz``,
-and both answer the same two questions (which files are there, give me one), so the ingester
-has a single code path.
+Both lay files out as OONI's public bucket does (``layouts``: ``raw/``, ``jsonl/``,
+``canned/``) and both answer the same three questions (which folders are in this folder,
+which files are below it, give me one), so the walk over the selected folders and the
+ingester have a single code path. Each source keeps the prefixes it listed, in order
+(``listed``), which tells what a selection cost.
 """
 
 from __future__ import annotations
 
-import re
+import os
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Protocol
 from urllib.parse import urlsplit
 
-KEY_RE = re.compile(
-    r"(?:^|/)raw/(?P<day>\d{8})/(?P<hour>\d{2})/(?P<cc>[A-Z]{2})/(?P<test>[a-z0-9_]+)/"
-    r"(?P<name>[^/]+\.jsonl\.gz)$"
-)
+from censorwatch.ingest.layouts import TREES, RawFile, Selection, walk
 
-
-@dataclass(frozen=True, slots=True)
-class RawFile:
-    key: str  # path below the source root, e.g. raw/20240217/10/PK/webconnectivity/x.jsonl.gz
-    size: int
-    hour: datetime  # naive UTC start of the bucket hour
-    cc: str
-    test: str  # as in the path: OONI writes test names without underscores
-
-    @classmethod
-    def from_key(cls, key: str, size: int) -> RawFile | None:
-        m = KEY_RE.search(key)
-        if m is None:
-            return None
-        try:
-            hour = datetime.strptime(m["day"] + m["hour"], "%Y%m%d%H")
-        except ValueError:
-            return None
-        return cls(key, size, hour, m["cc"], m["test"])
-
-
-@dataclass(frozen=True, slots=True)
-class Selection:
-    """Which files to take: bucket hours in [since, until), countries, test names."""
-
-    since: datetime | None = None
-    until: datetime | None = None
-    ccs: frozenset[str] = frozenset()
-    tests: frozenset[str] = frozenset()  # underscore-free, lower case
-
-    def day_wanted(self, day: str) -> bool:
-        try:
-            start = datetime.strptime(day, "%Y%m%d")
-        except ValueError:
-            return False
-        if self.since is not None and start + timedelta(days=1) <= self.since:
-            return False
-        return not (self.until is not None and start >= self.until)
-
-    def wants(self, f: RawFile) -> bool:
-        if self.since is not None and f.hour + timedelta(hours=1) <= self.since:
-            return False
-        if self.until is not None and f.hour >= self.until:
-            return False
-        if self.ccs and f.cc not in self.ccs:
-            return False
-        return not (self.tests and f.test.replace("_", "") not in self.tests)
+__all__ = ["DirectorySource", "RawFile", "S3Source", "Selection", "Source", "open_source"]
 
 
 class SourceReadError(OSError):
@@ -77,6 +28,7 @@ class Source(Protocol):
     """Files are opened as byte streams whose failures are ``OSError``s."""
 
     name: str
+    listed: list[str]
 
     def files(self, selection: Selection) -> Iterator[RawFile]: ...
 
@@ -84,23 +36,37 @@ class Source(Protocol):
 
 
 class DirectorySource:
-    """A local copy of (part of) the bucket; ``root`` holds ``raw/``."""
+    """A local copy of (part of) the bucket; ``root`` holds ``raw/``, ``jsonl/``, ``canned/``."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.name = str(self.root)
-        if not (self.root / "raw").is_dir():
-            raise FileNotFoundError(f"{self.root} has no raw/ directory (OONI bucket layout)")
+        self.listed: list[str] = []
+        if not any((self.root / top).is_dir() for top in TREES):
+            raise FileNotFoundError(
+                f"{self.root} has no raw/, jsonl/ or canned/ directory (OONI bucket layout)"
+            )
+
+    def children(self, prefix: str) -> list[str]:
+        self.listed.append(prefix)
+        try:
+            with os.scandir(self.root / prefix) as entries:
+                return sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def objects(self, prefix: str) -> Iterator[tuple[str, int]]:
+        self.listed.append(prefix)
+        base = self.root / prefix
+        for folder, dirs, names in os.walk(base):
+            dirs.sort()
+            here = Path(folder)
+            for name in sorted(names):
+                path = here / name
+                yield path.relative_to(self.root).as_posix(), _size(path)
 
     def files(self, selection: Selection) -> Iterator[RawFile]:
-        raw = self.root / "raw"
-        for day in sorted(p.name for p in raw.iterdir() if p.is_dir()):
-            if not selection.day_wanted(day):
-                continue
-            for path in sorted((raw / day).glob("*/*/*/*.jsonl.gz")):
-                f = RawFile.from_key(path.relative_to(self.root).as_posix(), _size(path))
-                if f is not None and selection.wants(f):
-                    yield f
+        yield from walk(self, selection)
 
     def open(self, f: RawFile) -> IO[bytes]:
         return open(self.root / f.key, "rb")
@@ -129,37 +95,41 @@ class S3Source:
         self.bucket = parts.netloc
         self.prefix = parts.path.strip("/")
         self.name = url
+        self.listed: list[str] = []
         config = Config(connect_timeout=10, read_timeout=60, retries={"max_attempts": 3})
         if endpoint_url is None:  # OONI's bucket is public: no credentials needed
             config = config.merge(Config(signature_version=UNSIGNED))
         self._s3 = boto3.client("s3", endpoint_url=endpoint_url, config=config)
 
-    def _key(self, *parts: str) -> str:
-        return "/".join(p for p in (self.prefix, *parts) if p)
+    def _key(self, key: str) -> str:
+        """The bucket's key of ``key`` (below the source's root); a folder keeps its slash."""
+        return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _list(self, prefix: str, delimiter: str | None = None) -> Iterator[dict]:
+    def _pages(self, prefix: str, delimiter: str | None = None) -> Iterator[dict]:
+        self.listed.append(prefix)
         paginator = self._s3.get_paginator("list_objects_v2")
-        kwargs = {"Bucket": self.bucket, "Prefix": prefix}
+        kwargs = {"Bucket": self.bucket, "Prefix": self._key(prefix)}
         if delimiter:
             kwargs["Delimiter"] = delimiter
         yield from paginator.paginate(**kwargs)
 
-    def files(self, selection: Selection) -> Iterator[RawFile]:
-        days: list[str] = []
-        for page in self._list(self._key("raw") + "/", "/"):
+    def _relative(self, key: str) -> str:
+        return key[len(self.prefix) + 1 :] if self.prefix else key
+
+    def children(self, prefix: str) -> list[str]:
+        names = []
+        for page in self._pages(prefix, "/"):
             for cp in page.get("CommonPrefixes", []):
-                days.append(cp["Prefix"].rstrip("/").rsplit("/", 1)[-1])
-        for day in sorted(days):
-            if not selection.day_wanted(day):
-                continue
-            found = []
-            for page in self._list(self._key("raw", day) + "/"):
-                for obj in page.get("Contents", []):
-                    key = obj["Key"][len(self.prefix) + 1 :] if self.prefix else obj["Key"]
-                    f = RawFile.from_key(key, int(obj["Size"]))
-                    if f is not None and selection.wants(f):
-                        found.append(f)
-            yield from sorted(found, key=lambda f: f.key)
+                names.append(cp["Prefix"].rstrip("/").rsplit("/", 1)[-1])
+        return sorted(names)
+
+    def objects(self, prefix: str) -> Iterator[tuple[str, int]]:
+        for page in self._pages(prefix):
+            for obj in page.get("Contents", []):
+                yield self._relative(obj["Key"]), int(obj["Size"])
+
+    def files(self, selection: Selection) -> Iterator[RawFile]:
+        yield from walk(self, selection)
 
     def open(self, f: RawFile) -> IO[bytes]:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -9,7 +9,7 @@ them. The contract asks nothing a column store lacks: no multi-statement transac
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Literal
@@ -47,22 +47,43 @@ PUBLIC_COLUMNS: tuple[str, ...] = tuple(
     c for c in COLUMNS if c not in ("archive_segment", "archive_offset")
 )
 
-#: Axes ``aggregate`` can group by (the OONI aggregation API's names).
+#: Axes ``aggregate`` can group by (the OONI aggregation API's names; ``blocking_type`` is
+#: OONI's name for the axis our ``method`` column answers).
 AXES: tuple[str, ...] = (
     "measurement_start_day",
     "probe_cc",
     "probe_asn",
     "domain",
+    "input",
     "method",
+    "blocking_type",
     "test_name",
 )
-TIME_GRAINS: tuple[str, ...] = ("hour", "day", "week", "month")
+TIME_GRAINS: tuple[str, ...] = ("hour", "day", "week", "month", "year")
+#: Columns ``rows`` can order by (OONI's ``order_by`` values that the table holds); ties are
+#: broken by ``measurement_start_time`` then ``measurement_uid``, so paging is stable.
+ORDER_COLUMNS: tuple[str, ...] = (
+    "measurement_start_time",
+    "input",
+    "probe_cc",
+    "probe_asn",
+    "test_name",
+)
 VERDICTS: tuple[str, ...] = ("ok", "blocked", "down", "unknown")
 SIGNATURE_STATES: tuple[str, ...] = ("verified", "unverified", "invalid")
 EXPORT_FORMATS: tuple[str, ...] = ("csv", "parquet")
 
-Axis = Literal["measurement_start_day", "probe_cc", "probe_asn", "domain", "method", "test_name"]
-Grain = Literal["hour", "day", "week", "month"]
+Axis = Literal[
+    "measurement_start_day",
+    "probe_cc",
+    "probe_asn",
+    "domain",
+    "input",
+    "method",
+    "blocking_type",
+    "test_name",
+]
+Grain = Literal["hour", "day", "week", "month", "year"]
 
 _json_encode = msgspec.json.Encoder().encode
 
@@ -170,20 +191,26 @@ class MeasurementRow(msgspec.Struct):
 
 @dataclass(slots=True)
 class Filters:
-    """The filters shared by the measurements API, aggregation and export."""
+    """The filters shared by the measurements API, aggregation and export.
+
+    ``probe_cc``, ``probe_asn``, ``domain`` and ``test_name`` hold one value, or a tuple of
+    values any of which matches (OONI's comma-separated lists, read only for the API).
+    """
 
     report_id: str | None = None
-    probe_cc: str | None = None
-    probe_asn: str | None = None  # "AS1234"
+    probe_cc: str | tuple[str, ...] | None = None
+    probe_asn: str | tuple[str, ...] | None = None  # "AS1234"
     input: str | None = None
-    domain: str | None = None
-    test_name: str | None = None
+    domain: str | tuple[str, ...] | None = None
+    test_name: str | tuple[str, ...] | None = None
     since: datetime | None = None  # inclusive, naive UTC
     until: datetime | None = None  # exclusive, naive UTC
     verdict: str | None = None
     method: str | None = None
     confirmed: bool | None = None
     signature: str | None = None
+    anomaly: bool | None = None  # OONI's flag: verdict "blocked" (or not)
+    failure: bool | None = None  # OONI's flag: verdict "unknown" (or not)
 
     def is_empty(self) -> bool:
         return all(getattr(self, f.name) is None for f in fields(self))
@@ -237,9 +264,16 @@ class Store(ABC):
 
     @abstractmethod
     def rows(
-        self, filters: Filters, *, limit: int, offset: int, order: str = "desc"
+        self,
+        filters: Filters,
+        *,
+        limit: int,
+        offset: int,
+        order: str = "desc",
+        order_by: str = "measurement_start_time",
     ) -> list[MeasurementRow]:
-        """A page of matching rows by ``measurement_start_time`` then UID (``asc``/``desc``)."""
+        """A page of matching rows by ``order_by`` (``ORDER_COLUMNS``; ``probe_asn`` by its
+        number), then ``measurement_start_time``, then UID, all ``asc`` or ``desc``."""
 
     @abstractmethod
     def scan(self, filters: Filters) -> Iterator[MeasurementRow]:
@@ -257,8 +291,9 @@ class Store(ABC):
         time_grain: str = "day",
     ) -> list[dict[str, Any]]:
         """One bucket per value of the axes (``AXES``): ``measurement_count``, one
-        ``<verdict>_count`` per verdict, ``anomaly_count``, ``confirmed_count`` and
-        ``method_counts``; a day axis as ``YYYY-MM-DD`` (RFC 3339 for hours)."""
+        ``<verdict>_count`` per verdict, OONI's ``anomaly_count`` (blocked, not confirmed),
+        ``confirmed_count``, ``failure_count`` (verdict unknown) and ``method_counts``; a day
+        axis as ``YYYY-MM-DD`` (RFC 3339 for hours)."""
 
     @abstractmethod
     def export(self, path: str, fmt: str, filters: Filters) -> int:
@@ -271,6 +306,16 @@ class Store(ABC):
     @abstractmethod
     def ingest_errors(self, source_key: str) -> str | None:
         """Why a file recorded as done with errors was not read to its end; None otherwise."""
+
+    @abstractmethod
+    def add_aliases(self, aliases: Mapping[str, str]) -> None:
+        """Remember that a stored measurement also goes by another name (``{alias: uid}``;
+        an alias already known keeps its first UID). Ingest names a measurement by its
+        content this way, so the same one read from two of OONI's layouts is stored once."""
+
+    @abstractmethod
+    def aliased(self, aliases: Sequence[str]) -> dict[str, str]:
+        """The UID each known alias of ``aliases`` stands for."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -10,7 +10,7 @@ second statement after the rows, as the ``Store`` contract allows.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from censorwatch.store.base import (
     AXES,
     COLUMNS,
     EXPORT_FORMATS,
+    ORDER_COLUMNS,
     PUBLIC_COLUMNS,
     TIME_GRAINS,
     VERDICTS,
@@ -54,12 +55,20 @@ def where_clause(filters: Filters) -> tuple[str, list[Any]]:
     params: list[Any] = []
     for column in _EQUALITY:
         value = getattr(filters, column)
-        if value is not None:
+        if isinstance(value, tuple):  # any of several values (OONI's comma lists)
+            clauses.append(f"{column} IN (SELECT unnest(?))")
+            params.append(list(value))
+        elif value is not None:
             clauses.append(f"{column} = ?")
             params.append(value)
     if filters.confirmed is not None:
         clauses.append("confirmed = ?")
         params.append(filters.confirmed)
+    for flag, verdict in (("anomaly", "blocked"), ("failure", "unknown")):
+        wanted = getattr(filters, flag)
+        if wanted is not None:
+            clauses.append("verdict = ?" if wanted else "verdict <> ?")
+            params.append(verdict)
     if filters.since is not None:
         clauses.append("measurement_start_time >= ?")
         params.append(filters.since)
@@ -76,7 +85,21 @@ def axis_expression(axis: str, time_grain: str) -> str:
         if time_grain not in TIME_GRAINS:
             raise ValueError(f"unknown time_grain {time_grain!r}")
         return f"date_trunc('{time_grain}', measurement_start_time)"
+    if axis == "blocking_type":
+        return "method"
     return axis
+
+
+def order_expression(order_by: str) -> str:
+    """The SQL a page is sorted by: ``probe_asn`` by its number, as OONI (which stores it as
+    an integer) sorts it, so that AS9541 comes before AS17557."""
+    if order_by not in ORDER_COLUMNS:
+        raise ValueError(
+            f"unknown order_by {order_by!r}; expected one of {', '.join(ORDER_COLUMNS)}"
+        )
+    if order_by == "probe_asn":
+        return "TRY_CAST(substr(probe_asn, 3) AS BIGINT)"
+    return order_by
 
 
 class DuckDBStore(Store):
@@ -191,14 +214,23 @@ class DuckDBStore(Store):
         return MeasurementRow(*found[0]) if found else None
 
     def rows(
-        self, filters: Filters, *, limit: int, offset: int, order: str = "desc"
+        self,
+        filters: Filters,
+        *,
+        limit: int,
+        offset: int,
+        order: str = "desc",
+        order_by: str = "measurement_start_time",
     ) -> list[MeasurementRow]:
         direction = "ASC" if order.lower() == "asc" else "DESC"
+        keys = [order_expression(order_by), "measurement_start_time", "measurement_uid"]
+        if order_by == "measurement_start_time":
+            keys = keys[1:]
         where, params = where_clause(filters)
         sql = (
-            f"SELECT {_ALL} FROM measurements{where} "
-            f"ORDER BY measurement_start_time {direction}, measurement_uid {direction} "
-            "LIMIT ? OFFSET ?"
+            f"SELECT {_ALL} FROM measurements{where} ORDER BY "
+            + ", ".join(f"{k} {direction}" for k in keys)
+            + " LIMIT ? OFFSET ?"
         )
         return [MeasurementRow(*r) for r in self._fetch(sql, [*params, int(limit), int(offset)])]
 
@@ -239,6 +271,9 @@ class DuckDBStore(Store):
         exprs = [axis_expression(a, time_grain) for a in axes]
         conditions = [f"verdict = '{v}'" for v in VERDICTS]
         conditions.append("confirmed")
+        # OONI's anomaly_count leaves out what confirmed_count counts: the four of OONI's
+        # buckets (ok, anomaly, confirmed, failure) never count one measurement twice.
+        conditions.append("verdict = 'blocked' AND NOT confirmed")
         conditions += [f"method = '{m}'" for m in METHODS]
         # BIGINT: DuckDB would sum into 128-bit integers, which are slow to hand to Python.
         sums = [f"CAST(SUM(CASE WHEN {c} THEN 1 ELSE 0 END) AS BIGINT)" for c in conditions]
@@ -253,7 +288,13 @@ class DuckDBStore(Store):
             raw = cur.execute(sql, params).fetchall()
         finally:
             cur.close()
-        keys = [*axes, "measurement_count", *(f"{v}_count" for v in VERDICTS), "confirmed_count"]
+        keys = [
+            *axes,
+            "measurement_count",
+            *(f"{v}_count" for v in VERDICTS),
+            "confirmed_count",
+            "anomaly_count",
+        ]
         first_method = len(keys)
         day = "measurement_start_day" if "measurement_start_day" in axes else None
         labels: dict[Any, Any] = {}
@@ -268,7 +309,7 @@ class DuckDBStore(Store):
                 if label is None:
                     label = labels[value] = _axis_value(day, value, time_grain)
                 bucket[day] = label
-            bucket["anomaly_count"] = bucket["blocked_count"]
+            bucket["failure_count"] = bucket["unknown_count"]
             bucket["method_counts"] = {
                 m: n for m, n in zip(METHODS, rec[first_method:], strict=True) if n
             }
@@ -340,6 +381,32 @@ class DuckDBStore(Store):
             [source_key],
         )
         return found[0][0] if found else None
+
+    def add_aliases(self, aliases: Mapping[str, str]) -> None:
+        if not aliases:
+            return
+        with self._write_lock:
+            known = self.aliased(list(aliases))
+            new = [(a, uid) for a, uid in aliases.items() if a not in known]
+            if new:
+                cur = self._con.cursor()
+                try:
+                    cur.execute(
+                        "INSERT INTO measurement_aliases SELECT unnest(?), unnest(?)",
+                        [[a for a, _ in new], [uid for _, uid in new]],
+                    )
+                finally:
+                    cur.close()
+
+    def aliased(self, aliases: Sequence[str]) -> dict[str, str]:
+        if not aliases:
+            return {}
+        found = self._fetch(
+            "SELECT alias, measurement_uid FROM measurement_aliases "
+            "WHERE alias IN (SELECT unnest(?))",
+            [list(aliases)],
+        )
+        return {a: uid for a, uid in found}
 
     def uids(self) -> list[str]:
         return [r[0] for r in self._fetch("SELECT measurement_uid FROM measurements")]

@@ -31,7 +31,13 @@ FILTER_FIELDS = (
     "verdict",
     "method",
     "confirmed",
+    "anomaly",
+    "failure",
 )
+#: Filters that may name several values at once (``PK,IR``), as OONI's API lets them; read
+#: so only when the caller asks (``lists=True``: the API).
+LIST_FIELDS = ("probe_cc", "probe_asn", "domain", "test_name")
+MAX_LIST_VALUES = 50
 MAX_DOMAIN = 255
 MAX_METHOD = 64
 MAX_TEST_NAME = 64
@@ -131,28 +137,55 @@ def _bounded(value: Any, name: str, limit: int) -> str | None:
     return text
 
 
-def parse_filters(values: Mapping[str, Any], names: Mapping[str, str] | None = None) -> Filters:
+def _one_or_many(value: Any, name: str, parse: Any, lists: bool) -> str | tuple[str, ...] | None:
+    """One value read by ``parse``; with ``lists``, a comma-separated list of them becomes a
+    tuple (duplicates and empty items dropped), or one value again if one is left."""
+    if not lists or not isinstance(value, str) or "," not in value:
+        return parse(value, name)
+    items = [item for item in value.split(",") if item.strip()]
+    if len(items) > MAX_LIST_VALUES:
+        raise FilterError(f"{name} must list at most {MAX_LIST_VALUES} values")
+    parsed = list(dict.fromkeys(v for v in (parse(item, name) for item in items) if v))
+    if not parsed:
+        return None
+    return parsed[0] if len(parsed) == 1 else tuple(parsed)
+
+
+def _test_name(value: Any, name: str) -> str | None:
+    return _bounded(value, name, MAX_TEST_NAME)
+
+
+def parse_filters(
+    values: Mapping[str, Any], names: Mapping[str, str] | None = None, *, lists: bool = False
+) -> Filters:
     """``Filters`` from user values keyed by field (absent or empty values do not filter).
 
     ``names`` gives the spelling of a field in messages (``{"since": "--since"}``); unknown
-    keys of ``values`` are ignored. Raises ``FilterError`` on the first bad value.
+    keys of ``values`` are ignored. ``lists`` reads ``LIST_FIELDS`` as comma-separated lists
+    (OONI's API does; a form or an option keeps one value). Raises ``FilterError`` on the
+    first bad value.
     """
 
     def name(field: str) -> str:
         return (names or {}).get(field, field)
 
+    def many(field: str, parse: Any) -> str | tuple[str, ...] | None:
+        return _one_or_many(values.get(field), name(field), parse, lists and field in LIST_FIELDS)
+
     return Filters(
         report_id=_text(values.get("report_id")),
-        probe_cc=parse_cc(values.get("probe_cc"), name("probe_cc")),
-        probe_asn=parse_asn(values.get("probe_asn"), name("probe_asn")),
+        probe_cc=many("probe_cc", parse_cc),
+        probe_asn=many("probe_asn", parse_asn),
         input=_exact(values.get("input")),
-        domain=parse_domain(values.get("domain"), name("domain")),
-        test_name=_bounded(values.get("test_name"), name("test_name"), MAX_TEST_NAME),
+        domain=many("domain", parse_domain),
+        test_name=many("test_name", _test_name),
         since=parse_when(values.get("since"), name("since")),
         until=parse_when(values.get("until"), name("until")),
         verdict=parse_verdict(values.get("verdict"), name("verdict")),
         method=_bounded(values.get("method"), name("method"), MAX_METHOD),
         confirmed=parse_bool(values.get("confirmed"), name("confirmed")),
+        anomaly=parse_bool(values.get("anomaly"), name("anomaly")),
+        failure=parse_bool(values.get("failure"), name("failure")),
     )
 
 
@@ -173,29 +206,34 @@ def _host(value: Any) -> str | None:
     return host.lower().rstrip(".") if host else None
 
 
+def _among(value: Any, wanted: str | tuple[str, ...]) -> bool:
+    return value in wanted if isinstance(wanted, tuple) else value == wanted
+
+
 def measurement_matches(filters: Filters, measurement: Mapping[str, Any]) -> bool:
     """Whether a raw (OONI) measurement passes the filters a measurement alone can answer.
 
-    Verdict, method and confirmation need the analysis: filters on them are not applied here.
+    Verdict, method, confirmation, anomaly and failure need the analysis: filters on them are
+    not applied here.
     """
     f = filters
     m = measurement
     if f.report_id and m.get("report_id") != f.report_id:
         return False
-    if f.probe_cc and str(m.get("probe_cc", "")).upper() != f.probe_cc:
+    if f.probe_cc and not _among(str(m.get("probe_cc", "")).upper(), f.probe_cc):
         return False
     if f.probe_asn:
         try:
             asn = parse_asn(m.get("probe_asn"))
         except FilterError:
             return False
-        if asn != f.probe_asn:
+        if not _among(asn, f.probe_asn):
             return False
     if f.input and m.get("input") != f.input:
         return False
-    if f.domain and _host(m.get("input")) != f.domain:
+    if f.domain and not _among(_host(m.get("input")), f.domain):
         return False
-    if f.test_name and m.get("test_name") != f.test_name:
+    if f.test_name and not _among(m.get("test_name"), f.test_name):
         return False
     if f.since or f.until:
         try:

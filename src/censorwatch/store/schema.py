@@ -83,4 +83,12 @@ CREATE TABLE IF NOT EXISTS ingested_sources (
 #: to tables made before it had the column.
 INGESTED_ERRORS = "ALTER TABLE ingested_sources ADD COLUMN IF NOT EXISTS errors VARCHAR"
 
-ALL: tuple[str, ...] = (MEASUREMENTS, CHECKPOINT, INGESTED, INGESTED_ERRORS)
+#: Other names of stored measurements (``Store.add_aliases``): ingest's content names.
+ALIASES = """
+CREATE TABLE IF NOT EXISTS measurement_aliases (
+    alias           VARCHAR NOT NULL,
+    measurement_uid VARCHAR NOT NULL
+)
+"""
+
+ALL: tuple[str, ...] = (MEASUREMENTS, CHECKPOINT, INGESTED, INGESTED_ERRORS, ALIASES)

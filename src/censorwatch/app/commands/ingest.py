@@ -25,7 +25,8 @@ app = typer.Typer(help="Import measurements from elsewhere.", no_args_is_help=Tr
 @app.command("ooni")
 def ooni(
     source: str = typer.Argument(
-        ..., help="Directory or s3://bucket/prefix laid out as raw/YYYYMMDD/HH/CC/TESTNAME/."
+        ...,
+        help="Directory or s3://bucket/prefix laid out as OONI's bucket (raw/, jsonl/, canned/).",
     ),
     db: str = typer.Option(
         str(DEFAULT_DB), "--db", help="Store URL (duckdb:///path/file.duckdb) or DuckDB file."
@@ -50,6 +51,7 @@ def ooni(
     """Ingest OONI raw measurements; a second run only reads files not yet ingested.
 
     Exit code: 0 if every file was read to its end, 1 if one was not (done with errors)."""
+    from rich.filesize import decimal
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from censorwatch.app.services import open_services
@@ -83,20 +85,39 @@ def ooni(
         raise typer.BadParameter(f"{exc}: is the collector running?") from None
     started = time.perf_counter()
     done = 0
+    read = 0
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed} measurements"),
+        TextColumn("{task.fields[done]} measurements"),
         TextColumn("{task.fields[rate]:.0f} measurements/s"),
+        TextColumn("{task.fields[size]}"),
+        TextColumn("{task.fields[speed]}/s"),
         TimeElapsedColumn(),
     ) as progress:
-        task = progress.add_task("ingesting", total=None, rate=0.0)
+        task = progress.add_task(
+            "ingesting", total=None, done=0, rate=0.0, size=decimal(0), speed=decimal(0)
+        )
+
+        def refresh() -> None:
+            seconds = max(time.perf_counter() - started, 1e-6)
+            progress.update(
+                task,
+                done=done,
+                rate=done / seconds,
+                size=decimal(read),
+                speed=decimal(int(read / seconds)),
+            )
 
         def advance(n: int) -> None:
             nonlocal done
             done += n
-            rate = done / max(time.perf_counter() - started, 1e-6)
-            progress.update(task, advance=n, rate=rate)
+            refresh()
+
+        def advance_bytes(n: int) -> None:
+            nonlocal read
+            read += n
+            refresh()
 
         try:
             stats = ingest(
@@ -106,6 +127,7 @@ def ooni(
                 retry_failed=retry_failed,
                 on_file=lambda f: progress.update(task, description=f.key),
                 on_measurements=advance,
+                on_bytes=advance_bytes,
                 on_problem=lambda problem: typer.echo(str(problem), err=True),
             )
         finally:
@@ -115,9 +137,14 @@ def ooni(
     typer.echo(
         f"ingested {stats.measurements} measurements from {stats.files} files "
         f"({stats.stored} new, {stats.invalid} unreadable, {stats.skipped_files} files already "
-        f"ingested) in {elapsed:.1f}s ({stats.measurements / max(elapsed, 1e-6):.0f}/s); "
+        f"ingested; {stats.duplicates} stored before from another layout) in {elapsed:.1f}s "
+        f"({stats.measurements / max(elapsed, 1e-6):.0f}/s, "
+        f"{decimal(int(stats.bytes / max(elapsed, 1e-6)))}/s of {decimal(stats.bytes)}); "
         f"{total} measurements stored"
     )
+    if stats.by_kind:
+        kinds = ", ".join(f"{n} from {kind}" for kind, n in sorted(stats.by_kind.items()))
+        typer.echo(f"by kind of file: {kinds}")
     typer.echo(_problems_line(stats))
     if stats.failed:
         raise typer.Exit(1)
@@ -129,6 +156,10 @@ def _problems_line(stats: IngestStats) -> str:
         f"bad: {stats.failed_files} files not read to their end (done with errors), "
         f"{stats.invalid} lines"
     )
+    if stats.unsupported:
+        line += f"; {stats.unsupported} legacy YAML reports not supported (named above)"
+    if stats.filtered:
+        line += f"; {stats.filtered} measurements of cans left out (other countries or tests)"
     if stats.retried:
         line += f"; {stats.retried} files retried"
     if stats.skipped_failed:
