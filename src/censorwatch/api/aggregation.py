@@ -1,11 +1,17 @@
-"""``/api/v1/aggregation``: verdict counts grouped by up to two axes, as JSON or CSV."""
+"""``/api/v1/aggregation``: verdict counts grouped by up to two axes, as JSON or CSV.
+
+Parameters and counts are OONI's (``axis_x``, ``axis_y``, ``time_grain`` with ``auto``,
+``format``, ``download``; ``anomaly_count confirmed_count failure_count``) next to ours (one
+``<verdict>_count`` per verdict and ``method_counts``).
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import time
-from typing import Any
+from datetime import timedelta
+from typing import Annotated, Any
 
 import msgspec
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -14,17 +20,31 @@ from starlette.concurrency import run_in_threadpool
 
 from censorwatch.api.params import filters
 from censorwatch.model import METHODS
-from censorwatch.store.base import VERDICTS, Filters
+from censorwatch.store.base import AXES, TIME_GRAINS, VERDICTS, Filters
 
 router = APIRouter(prefix="/api/v1", tags=["aggregation"])
 
-AXIS_PATTERN = "^(measurement_start_day|probe_cc|probe_asn|domain|method|test_name)$"
+#: OONI's axes; ``category_code`` is accepted by OONI but not stored here (a 400).
+AXIS_PATTERN = "^(" + "|".join((*AXES, "category_code")) + ")$"
+GRAIN_PATTERN = "^(" + "|".join((*TIME_GRAINS, "auto")) + ")$"
+#: The longest range ``auto`` answers by the hour (OONI's threshold); longer ones by the day.
+AUTO_HOURLY = timedelta(days=7)
 COUNT_COLUMNS = (
     "measurement_count",
     *(f"{v}_count" for v in VERDICTS),
     "anomaly_count",
     "confirmed_count",
+    "failure_count",
 )
+
+
+def resolve_grain(time_grain: str, f: Filters) -> str:
+    """``auto`` is ``hour`` for a range of at most a week, else ``day``; others as given."""
+    if time_grain != "auto":
+        return time_grain
+    if f.since is not None and f.until is not None and f.until - f.since <= AUTO_HOURLY:
+        return "hour"
+    return "day"
 
 
 def to_csv(rows: list[dict[str, Any]], axes: list[str]) -> str:
@@ -52,26 +72,37 @@ async def aggregation(
     f: Filters = Depends(filters),
     axis_x: str | None = Query(None, pattern=AXIS_PATTERN),
     axis_y: str | None = Query(None, pattern=AXIS_PATTERN),
-    time_grain: str = Query("day", pattern="^(hour|day|week|month)$"),
+    time_grain: str = Query("auto", pattern=GRAIN_PATTERN),
     format: str = Query("JSON", pattern="^(JSON|CSV|json|csv)$"),
+    download: Annotated[bool, Query(description="Answer as a file to save")] = False,
 ) -> Response:
     if axis_x is not None and axis_x == axis_y:
         raise HTTPException(400, "axis_x and axis_y must differ")
+    if "category_code" in (axis_x, axis_y):
+        raise HTTPException(
+            400, "axis category_code is not supported: the store does not keep categories"
+        )
     axes = [a for a in (axis_x, axis_y) if a]
+    grain = resolve_grain(time_grain, f)
     store = request.app.state.store
     started = time.perf_counter()
-    rows = await run_in_threadpool(store.aggregate, f, axis_x, axis_y, time_grain)
-    elapsed = time.perf_counter() - started
-    if format.upper() == "CSV":
-        return Response(to_csv(rows, axes), media_type="text/csv; charset=utf-8")
+    rows = await run_in_threadpool(store.aggregate, f, axis_x, axis_y, grain)
+    elapsed = round(time.perf_counter() - started, 4)
+    csv_wanted = format.upper() == "CSV"
+    headers = {}
+    if download:
+        name = "censorwatch-aggregation." + ("csv" if csv_wanted else "json")
+        headers["Content-Disposition"] = f"attachment; filename={name}"
+    if csv_wanted:
+        return Response(to_csv(rows, axes), media_type="text/csv; charset=utf-8", headers=headers)
     body: dict[str, Any] = {
         "v": 0,
         "dimension_count": len(axes),
-        "db_stats": {"query_time": round(elapsed, 4), "row_count": len(rows)},
+        "db_stats": {"query_time": elapsed, "elapsed_seconds": elapsed, "row_count": len(rows)},
     }
     if axes:
         body["result"] = rows
     else:
         empty = {c: 0 for c in COUNT_COLUMNS} | {"method_counts": {}}
         body["result"] = rows[0] if rows else empty
-    return Response(msgspec.json.encode(body), media_type="application/json")
+    return Response(msgspec.json.encode(body), media_type="application/json", headers=headers)

@@ -1,20 +1,30 @@
-"""``/api/v1/measurements`` and ``/api/v1/raw_measurement``, in OONI's shapes."""
+"""``/api/v1/measurements``, ``/api/v1/measurement_meta`` and ``/api/v1/raw_measurement``, in
+OONI's shapes."""
 
 from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+import msgspec
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from censorwatch.api import ooni
 from censorwatch.api.params import filters
-from censorwatch.store.base import Filters, MeasurementRow
+from censorwatch.store.base import ORDER_COLUMNS, Filters, MeasurementRow, Store
 from censorwatch.times import rfc3339
 
 router = APIRouter(prefix="/api/v1", tags=["measurements"])
+
+#: OONI's ``order_by`` values; ``test_start_time`` is accepted by OONI but not stored here.
+ORDER_BY_PATTERN = "^(" + "|".join((*ORDER_COLUMNS, "test_start_time")) + ")$"
+
+
+def raw_url(base: str, measurement_uid: str) -> str:
+    return f"{base}api/v1/raw_measurement?measurement_uid={measurement_uid}"
 
 
 def result(row: MeasurementRow, base: str) -> dict[str, Any]:
@@ -29,9 +39,10 @@ def result(row: MeasurementRow, base: str) -> dict[str, Any]:
         "probe_asn": row.probe_asn,
         "test_name": row.test_name,
         "measurement_start_time": rfc3339(row.measurement_start_time),
-        "anomaly": row.verdict == "blocked",
+        "anomaly": ooni.anomaly(row),
         "confirmed": row.confirmed,
-        "failure": row.verdict == "unknown",
+        "failure": ooni.failure(row),
+        "scores": ooni.scores(row),
         "verdict": row.verdict,
         "method": row.method,
         "confidence": row.confidence,
@@ -40,7 +51,7 @@ def result(row: MeasurementRow, base: str) -> dict[str, Any]:
         "layers": row.layers,
         "signature": row.signature,
         "source": row.source,
-        "measurement_url": f"{base}api/v1/raw_measurement?measurement_uid={row.measurement_uid}",
+        "measurement_url": raw_url(base, row.measurement_uid),
     }
 
 
@@ -50,11 +61,27 @@ async def list_measurements(
     f: Filters = Depends(filters),
     limit: int = Query(100, ge=1, le=10000),
     offset: int = Query(0, ge=0, le=100_000_000),
-    order: str = Query("desc", pattern="^(asc|desc)$"),
+    order: str = Query("desc", pattern="^(asc|desc|ASC|DESC)$"),
+    order_by: Annotated[
+        str | None,
+        Query(pattern=ORDER_BY_PATTERN, description="Default measurement_start_time"),
+    ] = None,
 ) -> JSONResponse:
+    if order_by == "test_start_time":
+        raise HTTPException(
+            400, "order_by test_start_time is not supported: order by measurement_start_time"
+        )
     store = request.app.state.store
     started = time.perf_counter()
-    rows = await run_in_threadpool(store.rows, f, limit=limit, offset=offset, order=order)
+    rows = await run_in_threadpool(
+        lambda: store.rows(
+            f,
+            limit=limit,
+            offset=offset,
+            order=order.lower(),
+            order_by=order_by or "measurement_start_time",
+        )
+    )
     count = await run_in_threadpool(store.count, f)
     base = str(request.base_url)
     next_url = None
@@ -70,6 +97,70 @@ async def list_measurements(
         "query_time": round(time.perf_counter() - started, 4),
     }
     return JSONResponse({"metadata": metadata, "results": [result(r, base) for r in rows]})
+
+
+def meta(row: MeasurementRow) -> dict[str, Any]:
+    """OONI's ``measurement_meta`` fields (the network as an integer, ``scores`` as JSON
+    text, as OONI answers them) and the verdict."""
+    return {
+        "measurement_uid": row.measurement_uid,
+        "report_id": row.report_id,
+        "input": row.input,
+        "test_name": row.test_name,
+        "probe_cc": row.probe_cc,
+        "probe_asn": ooni.asn_number(row.probe_asn),
+        "measurement_start_time": rfc3339(row.measurement_start_time),
+        "anomaly": ooni.anomaly(row),
+        "confirmed": row.confirmed,
+        "failure": ooni.failure(row),
+        "scores": msgspec.json.encode(ooni.scores(row)).decode(),
+        "category_code": None,
+        "verdict": row.verdict,
+        "method": row.method,
+    }
+
+
+def find_meta_row(
+    store: Store, measurement_uid: str | None, report_id: str | None, input: str | None
+) -> MeasurementRow | None:
+    """The row by UID, else by report and input; a report without ``input`` names its
+    measurement without one, as OONI reads it."""
+    if measurement_uid:
+        return store.row(measurement_uid)
+    if not report_id:
+        return None
+    if input:
+        found = store.rows(Filters(report_id=report_id, input=input), limit=1, offset=0)
+        return found[0] if found else None
+    return next((r for r in store.scan(Filters(report_id=report_id)) if r.input is None), None)
+
+
+@router.get("/measurement_meta", summary="One measurement's metadata, optionally its body")
+async def measurement_meta(
+    request: Request,
+    measurement_uid: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+    report_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
+    input: Annotated[str | None, Query(max_length=8192)] = None,
+    full: Annotated[bool, Query(description="Add the stored measurement as text")] = False,
+) -> Response:
+    """OONI's answer for an unknown measurement is ``{}`` (``{"raw_measurement": ""}`` with
+    ``full``) and a 200, which OONI's clients expect; so it is here. With ``full`` the
+    archive's bytes are put into the answer as one JSON string, never parsed."""
+    if not measurement_uid and not report_id:
+        raise HTTPException(400, "Missing measurement_uid or report_id: give at least one")
+    state = request.app.state
+    row = await run_in_threadpool(find_meta_row, state.store, measurement_uid, report_id, input)
+    if row is None:
+        body: dict[str, Any] = {"raw_measurement": ""} if full else {}
+        return Response(msgspec.json.encode(body), media_type="application/json")
+    encoded = msgspec.json.encode(meta(row))
+    if not full:
+        return Response(encoded, media_type="application/json")
+    raw = await run_in_threadpool(state.pipeline.raw_bytes, row.measurement_uid)
+    text = msgspec.json.encode(raw.decode("utf-8", errors="replace") if raw else "")
+    return Response(
+        encoded[:-1] + b',"raw_measurement":' + text + b"}", media_type="application/json"
+    )
 
 
 @router.get("/raw_measurement", summary="The stored measurement, as submitted (scrubbed)")
