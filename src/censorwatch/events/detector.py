@@ -12,6 +12,13 @@ switches once the run has ``k_min`` rounds and strays can no longer explain it:
 - ending: the network's leak rate to the power of the run's ok measurements is at most
   ``alpha``.
 
+Real series are measured from several vantages, sparsely. A silence much longer than the
+series' usual spacing is a *gap*: unknown, never evidence, so a run's rounds before a gap do not
+count towards a switch after it, and a change is never placed before a gap on the strength of
+what lay behind it. Repeated blocked rounds of one vantage in a run are weak evidence (strays
+cluster in a vantage); ok rounds from a vantage that gets through a block (``vantages.py``)
+count for nothing.
+
 When it switches, the change is placed by maximum likelihood over recent rounds, and bracketed
 between the last measurement of the old state and the first of the new one; rounds with no
 conclusive answer in between widen the bracket and are counted (``onset_unknown`` /
@@ -21,6 +28,7 @@ changepoint detection and PELT that chose this method.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -34,6 +42,7 @@ from censorwatch.events.series import (
     Round,
     SeriesKey,
 )
+from censorwatch.events.vantages import VantageBook, is_neutral
 from censorwatch.times import canonical_time, parse_time, rfc3339, rfc3339_micro
 
 
@@ -52,11 +61,20 @@ class DetectorParams:
     history: int = 48  # rounds kept to place a change that the run's start misplaces
     national_gap: float = 3600.0
     min_networks: int = 2
+    min_gap: float = 6 * 3600.0  # a silence this long (at least) is a gap in the data
+    gap_factor: float = 8.0  # ... and at least this many times the series' median spacing
+    spacing_window: int = 32  # recent spacings the median is taken over
+    through_min: int = 1  # ok rounds right after others' blocked ones: a vantage gets through
+    through_tolerance: float = 0.25  # ... blocking itself at most this often (its bad hours)
+    repeat_factor: float = 0.5  # a vantage's further blocked round in a run: this much evidence
 
     def rate(self, flips: float, rounds: float, prior: float) -> float:
         """Posterior mean of a stray rate: ``flips`` strays among ``rounds`` rounds, shrunk
         towards ``prior`` with the weight of ``prior_weight`` rounds."""
         return (flips + prior * self.prior_weight) / (rounds + self.prior_weight)
+
+
+STRONG = "strong"
 
 
 @dataclass
@@ -68,7 +86,9 @@ class NetworkNoise:
     several times faster than one series can.
     """
 
-    flips: dict[str, int] = field(default_factory=lambda: {OK: 0, BLOCKED: 0})
+    # flips[OK]: stray blocked rounds; flips[STRONG]: those of them whose method looked like
+    # censorship (a reset, NXDOMAIN): how often this network's noise fakes a strong method.
+    flips: dict[str, int] = field(default_factory=lambda: {OK: 0, BLOCKED: 0, STRONG: 0})
     conclusive: dict[str, int] = field(default_factory=lambda: {OK: 0, BLOCKED: 0})
 
 
@@ -96,12 +116,19 @@ class NetworkEvent:
     confidence_sum: float = 0.0
     bracket_uids: list[str] = field(default_factory=list)
     blocked_uids: list[str] = field(default_factory=list)
+    vantages: int = 0  # vantages (reports) with a conclusive answer during the event
+    vantages_blocked: int = 0  # ... of which answered blocked
+    onset_silence: int = 0  # longest stretch without any measurement inside the onset bracket, s
+    end_silence: int = 0
+    book: VantageBook = field(default_factory=VantageBook)  # emptied when the event ends
 
     @property
     def ended(self) -> bool:
         return self.end_before is not None
 
     def add_round(self, rnd: Round, params: DetectorParams) -> None:
+        self.book.add(rnd)
+        self.vantages, self.vantages_blocked = self.book.measured, self.book.blocked
         self.rounds += 1
         if rnd.state == BLOCKED:
             self.blocked_rounds += 1
@@ -134,7 +161,8 @@ class NetworkEvent:
         # Times are compared as strings (brackets, national grouping): whatever spelling a
         # state file holds, keep the canonical one, whose string order is time order.
         times = {k: _canonical(data.get(k)) for k in _EVENT_TIMES if k in data}
-        return cls(**{**data, **times})
+        book = VantageBook.from_state(data.get("book"))
+        return cls(**{**data, **times, "book": book})
 
 
 #: The NetworkEvent fields that hold times (RFC 3339, canonical spelling).
@@ -172,6 +200,7 @@ class SeriesDetector:
         self.event: NetworkEvent | None = None
         self.first_seen: str | None = None
         self.last_seen: str | None = None
+        self.spacings: list[float] = []  # seconds between recent rounds (gap threshold)
 
     # -- state ------------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
@@ -183,6 +212,9 @@ class SeriesDetector:
             "event": self.event.to_state() if self.event else None,
             "first_seen": self.first_seen,
             "last_seen": self.last_seen,
+            "spacings": self.spacings,
+            "history_gaps": [i for i, r in enumerate(self.history) if r.gap],
+            "pending_gaps": [i for i, r in enumerate(self.pending) if r.gap],
         }
 
     @classmethod
@@ -192,9 +224,14 @@ class SeriesDetector:
         det.last_same = obs_from_state(data["last_same"])
         det.history = [_round_from_state(r) for r in data["history"]]
         det.pending = [_round_from_state(r) for r in data["pending"]]
+        for i in data.get("history_gaps", []):
+            det.history[i].gap = True
+        for i in data.get("pending_gaps", []):
+            det.pending[i].gap = True
         det.event = NetworkEvent.from_state(data["event"]) if data["event"] else None
         det.first_seen = _canonical(data["first_seen"])
         det.last_seen = _canonical(data["last_seen"])
+        det.spacings = list(data.get("spacings", []))
         return det
 
     # -- detection --------------------------------------------------------------------------
@@ -217,36 +254,113 @@ class SeriesDetector:
             prob *= (a + i) / (a + b + i)
         return prob
 
+    def _strong_share(self) -> float:
+        """How likely a stray is to carry a method noise "cannot" produce: ``strong_factor``
+        until the network shows otherwise (a broken resolver answering NXDOMAIN, a flaky
+        middlebox resetting), then the share its strays have had (posterior mean)."""
+        net, w = self.network, self.params.prior_weight
+        strays = net.flips[OK]
+        return (net.flips.get(STRONG, 0) + self.params.strong_factor * w) / (strays + w)
+
+    def _gap_threshold(self) -> float:
+        """A silence longer than this is a gap: ``min_gap``, or ``gap_factor`` times the
+        median spacing of the series' recent rounds when that is longer (a series measured
+        once a day has no gap between two daily measurements)."""
+        if not self.spacings:
+            return self.params.min_gap
+        ordered = sorted(self.spacings)
+        mid = len(ordered) // 2
+        median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+        return max(self.params.min_gap, self.params.gap_factor * median)
+
+    def _through(self, extra: Round | None = None) -> frozenset[str]:
+        """The vantages that get through: over the open event and the pending run when
+        blocked, over the recent rounds when clear."""
+        if self.mode == BLOCKED and self.event is not None:
+            book = self.event.book.copy().add_all(self.pending)
+        else:
+            book = VantageBook().add_all([*self.history, *self.pending])
+        if extra is not None:
+            book.add(extra)
+        return book.through_set(self.params.through_min, self.params.through_tolerance)
+
+    def _evidence(self, new_state: str) -> list[Round]:
+        """The pending run's rounds of ``new_state`` that count: those after the last gap (a
+        gap is unknown: what came before it cannot corroborate what comes after), without the
+        ok rounds of vantages that get through."""
+        start = max((i for i, r in enumerate(self.pending) if r.gap), default=0)
+        through = self._through() if new_state == OK else frozenset()
+        return [
+            r for r in self.pending[start:] if r.state == new_state and not is_neutral(r, through)
+        ]
+
     def _improbable(self, new_state: str) -> bool:
         """Can strays no longer explain the pending run? Opening: the probability that its
         blocked measurements (at most ``per_round`` a round) are all strays, times
         ``strong_factor`` for each whose method noise cannot produce (a reset, a forged
-        answer, a block page), must be at most ``alpha``. Ending: the leak rate to the power
-        of the run's ok measurements must be."""
-        rounds = [r for r in self.pending if r.state == new_state]
-        if len(rounds) < self.params.k_min:
+        answer, a block page), must be at most ``alpha``. Ending: the leak rate to the power of
+        the run's ok measurements must be. Either way a vantage's further rounds in the run
+        count ``repeat_factor`` each: strays and leaks cluster in one vantage."""
+        rounds = self._evidence(new_state)
+        firsts: list[Round] = []
+        seen: set[str] = set()
+        for r in rounds:
+            vantage = r.observations[0].report_id
+            if vantage not in seen:
+                seen.add(vantage)
+                firsts.append(r)
+        if new_state == OK and self.event is not None:
+            # An ok from a vantage known before the run that has not answered blocked in this
+            # block may come from one that gets through, not yet recognised as such: weak.
+            known = self.event.book.stats
+            weak = [r for r in firsts if known.get(r.observations[0].report_id, [1])[0] == 0]
+            firsts = [r for r in firsts if r not in weak]
+            rounds = [*firsts, *weak, *(r for r in rounds if r not in firsts and r not in weak)]
+        repeats = len(rounds) - len(firsts)
+        units = len(firsts) + repeats * self.params.repeat_factor
+        if units < self.params.k_min:
             return False
-        if len(rounds) >= self.params.k_max:
+        if units >= self.params.k_max:
             return True
-        counted = [o for r in rounds for o in r.of_state(new_state)[: self.params.per_round]]
+        counted = [o for r in firsts for o in r.of_state(new_state)[: self.params.per_round]]
         if new_state == BLOCKED:
             strong = sum(o.method in STRONG_METHODS for o in counted)
-            prob = self._stray_run_probability(len(counted)) * self.params.strong_factor**strong
+            prob = self._stray_run_probability(len(counted)) * self._strong_share() ** strong
+            prob *= self.params.repeat_factor**repeats
         else:
             prob = min(0.5, self._rate(BLOCKED)) ** len(counted)
+            prob *= self.params.repeat_factor**repeats
         return prob <= self.params.alpha
 
-    def _count(self, mode: str, conclusive: int, flips: int = 0) -> None:
+    def _count(self, mode: str, conclusive: int, flips: int = 0, strong: int = 0) -> None:
         self.network.conclusive[mode] += conclusive
         self.network.flips[mode] += flips
+        if strong:
+            self.network.flips[STRONG] = self.network.flips.get(STRONG, 0) + strong
+
+    def _mark_gap(self, rnd: Round) -> None:
+        previous = (self.pending or self.history or [None])[-1]
+        if previous is None:
+            return
+        spacing = (rnd.start - previous.start).total_seconds()
+        rnd.gap = spacing > self._gap_threshold()
+        self.spacings.append(spacing)
+        del self.spacings[: max(0, len(self.spacings) - self.params.spacing_window)]
 
     def feed(self, rnd: Round) -> NetworkEvent | None:
         """Take one round; return the event that this round opened or ended, if any."""
         stamp = rfc3339(rnd.start)
         self.first_seen = self.first_seen or stamp
         self.last_seen = stamp
+        self._mark_gap(rnd)
         state = rnd.state
         other = BLOCKED if self.mode == OK else OK
+        if (
+            state == OK
+            and (self.mode == BLOCKED or self.pending)
+            and is_neutral(rnd, self._through(rnd))
+        ):
+            state = UNKNOWN  # a vantage that gets through says nothing about the block
         if state == UNKNOWN:
             if self.pending:
                 self.pending.append(rnd)
@@ -254,8 +368,10 @@ class SeriesDetector:
                 self._remember([rnd])
             return None
         if state == self.mode:
-            stray = sum(r.state == other for r in self.pending)
-            self._count(self.mode, 1 + stray, stray)
+            through = self._through() if other == OK else frozenset()
+            strays = [r for r in self.pending if r.state == other and not is_neutral(r, through)]
+            strong = sum(other == BLOCKED and _looks_strong(r) for r in strays)
+            self._count(self.mode, 1 + len(strays), len(strays), strong)
             self._remember([*self.pending, rnd])
             self.pending = []
             self.last_same = _latest(rnd.of_state(self.mode))
@@ -273,12 +389,21 @@ class SeriesDetector:
         self.history.extend(rounds)
         del self.history[: max(0, len(self.history) - self.params.history)]
 
-    def _change_point(self, rounds: list[Round], latest: int, new_state: str) -> int:
+    def _change_point(
+        self,
+        rounds: list[Round],
+        latest: int,
+        new_state: str,
+        through: frozenset[str],
+        barrier: int,
+    ) -> int:
         """Where the change most probably happened: the start ``j`` (a round of the new state,
-        not after ``latest``) maximising the log-likelihood ratio of "new state from j on".
+        not after ``latest`` nor before the gap at ``barrier``) maximising the log-likelihood
+        ratio of "new state from j on".
 
         A stray round of the new state well before the run is left out, while a run broken by
-        the odd stray of the old state (a leaky block) starts at its true beginning.
+        the odd stray of the old state (a leaky block) starts at its true beginning. The ok
+        rounds of vantages that get through count for neither state.
         """
         old_state = self.mode
         p_new_in_old = min(0.5, self._rate(old_state))
@@ -286,8 +411,8 @@ class SeriesDetector:
         gain = math.log((1 - p_old_in_new) / p_new_in_old)
         loss = math.log(p_old_in_new / (1 - p_new_in_old))
         best, best_score, score = latest, float("-inf"), 0.0
-        for j in range(len(rounds) - 1, -1, -1):
-            state = rounds[j].state
+        for j in range(len(rounds) - 1, barrier - 1, -1):
+            state = UNKNOWN if is_neutral(rounds[j], through) else rounds[j].state
             if state == new_state:
                 score += gain
             elif state == old_state:
@@ -298,23 +423,32 @@ class SeriesDetector:
 
     def _switch(self, trigger: Round) -> NetworkEvent:
         new_state = BLOCKED if self.mode == OK else OK
+        through = self._through()
         rounds = [*self.history, *self.pending]
+        evidence = {id(r) for r in self._evidence(new_state)}
         latest = len(self.history) + next(
-            i for i, r in enumerate(self.pending) if r.state == new_state
+            i for i, r in enumerate(self.pending) if id(r) in evidence
         )
-        j = self._change_point(rounds, latest, new_state)
+        barrier = max((i for i, r in enumerate(rounds[: latest + 1]) if r.gap), default=0)
+        j = self._change_point(rounds, latest, new_state, through, barrier)
         first = rounds[j]
         first_obs = min(first.of_state(new_state), key=lambda o: o.time)
-        # The last measurement of the old state before the change (possibly in the same round).
+        # The last measurement of the old state before the change (possibly in the same round),
+        # from a vantage whose answer means something: across a gap, the bracket widens to it.
         after_obs, after_idx = None, -1
         for i in range(j, -1, -1):
+            if is_neutral(rounds[i], through):
+                continue
             same = [o for o in rounds[i].of_state(self.mode) if o.time < first_obs.time]
             if same:
                 after_obs, after_idx = _latest(same), i
                 break
         if after_obs is None and self.last_same and self.last_same.time < first_obs.time:
             after_obs = self.last_same
-        unknown = sum(r.state == UNKNOWN for r in rounds[after_idx + 1 : j])
+        unknown = sum(
+            r.state == UNKNOWN or is_neutral(r, through) for r in rounds[after_idx + 1 : j]
+        )
+        silence = _longest_silence(rounds[max(after_idx, 0) : j + 1], after_obs, first_obs)
         uids = [o.uid for o in (after_obs, first_obs) if o is not None and o.uid]
         if new_state == BLOCKED:
             event = NetworkEvent(
@@ -326,7 +460,10 @@ class SeriesDetector:
                 onset_unknown=unknown,
                 opened_at=rfc3339(trigger.start),
                 bracket_uids=uids,
+                onset_silence=silence,
             )
+            for r in rounds[:j]:
+                event.book.add(r, before=True)
             for r in rounds[j:]:
                 event.add_round(r, self.params)
             self.event = event
@@ -336,18 +473,41 @@ class SeriesDetector:
             event.end_after = rfc3339(after_obs.time) if after_obs else event.onset_before
             event.end_before = rfc3339(first_obs.time)
             event.end_unknown = unknown
+            event.end_silence = silence
             event.bracket_uids.extend(u for u in uids if u not in event.bracket_uids)
+            event.book = VantageBook()  # the counts stay; the per-vantage detail is done with
             self.event = None
             if event.blocked_rounds <= self.params.k_min:
                 # So short a block is as likely a burst of strays: let it raise the stray rate.
-                self._count(OK, event.blocked_rounds, event.blocked_rounds)
-        self._count(new_state, sum(r.state == new_state for r in self.pending))
+                strong = sum(n for m, n in event.methods.items() if m in STRONG_METHODS)
+                n = event.blocked_rounds
+                self._count(OK, n, n, min(n, strong))
+        self._count(
+            new_state,
+            sum(r.state == new_state and not is_neutral(r, through) for r in self.pending),
+        )
         self.mode = new_state
         self.last_same = _latest(trigger.of_state(new_state))
         self.history = rounds[j:]
         del self.history[: max(0, len(self.history) - self.params.history)]
         self.pending = []
         return event
+
+
+def _looks_strong(rnd: Round) -> bool:
+    return any(o.method in STRONG_METHODS for o in rnd.of_state(BLOCKED))
+
+
+def _longest_silence(rounds: list[Round], after: Observation | None, before: Observation) -> int:
+    """The longest time (s) without any measurement of the series inside a bracket: how much
+    of its width is missing data rather than the measurements' own spacing."""
+    if after is None:
+        return 0
+    times = sorted(
+        {after.time, before.time}
+        | {o.time for r in rounds for o in r.observations if after.time < o.time < before.time}
+    )
+    return int(max((b - a).total_seconds() for a, b in itertools.pairwise(times)))
 
 
 def obs_state(obs: Observation | None) -> dict[str, Any] | None:

@@ -40,6 +40,12 @@ def network_record(ev: NetworkEvent) -> Event:
     measurements.update(
         rounds=ev.rounds, onset_unknown=ev.onset_unknown, end_unknown=ev.end_unknown
     )
+    measurements.update(
+        vantages=ev.vantages,
+        vantages_blocked=ev.vantages_blocked,
+        onset_silence_s=ev.onset_silence,
+        end_silence_s=ev.end_silence,
+    )
     end = Bracket(after=ev.end_after, before=ev.end_before) if ev.end_before else None
     return Event(
         event_id=event_id("network", ev.cc, ev.asn, ev.target, ev.onset_before),
@@ -111,6 +117,8 @@ def _national(
         for k, n in e.counts.items():
             counts[k] += n
         counts["rounds"] += e.rounds
+        counts["vantages"] += e.vantages
+        counts["vantages_blocked"] += e.vantages_blocked
     span_end = end.before if end else "9999"
     measured = {
         asn for asn, first, last in coverage if first <= span_end and last >= onset.before

@@ -57,6 +57,8 @@ class Observation:
 @dataclass(slots=True)
 class Round:
     observations: list[Observation] = field(default_factory=list)
+    # Set by the detector: this round follows a silence long enough to be a gap in the data.
+    gap: bool = False
 
     @property
     def start(self) -> datetime:

@@ -139,12 +139,25 @@ class Score:
     bracketed: int = 0  # matched detections whose bracket holds the true onset
     with_bracket: int = 0
     rounds: int = 0
+    end_errors: list[float] = field(default_factory=list)  # minutes, matched ended blocks
+    fragments: list[int] = field(default_factory=list)  # detections overlapping each true block
 
     def add(self, other: Score) -> None:
         for name in ("true", "detected", "matched", "bracketed", "with_bracket", "rounds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.onset_errors += other.onset_errors
         self.delays += other.delays
+        self.end_errors += other.end_errors
+        self.fragments += other.fragments
+
+    @property
+    def fragmentation(self) -> float:
+        """Detections per true block, over the true blocks that were found at all."""
+        found = [f for f in self.fragments if f]
+        return sum(found) / len(found) if found else float("nan")
+
+    def end_error(self, q: float = 0.5) -> float:
+        return _quantile(self.end_errors, q)
 
     @property
     def precision(self) -> float:
@@ -185,10 +198,13 @@ def score(series: Series, detections: list[Detection]) -> Score:
     pairs = []
     for ti, (on, off) in enumerate(series.truth):
         t_end = off or horizon
+        overlapping = 0
         for di, det in enumerate(detections):
             d_end = det.end or horizon
             if det.onset < t_end and d_end > on:
                 pairs.append((abs((det.onset - on).total_seconds()), ti, di))
+                overlapping += 1
+        result.fragments.append(overlapping)
     used_t: set[int] = set()
     used_d: set[int] = set()
     for err, ti, di in sorted(pairs):
@@ -198,7 +214,9 @@ def score(series: Series, detections: list[Detection]) -> Score:
         used_d.add(di)
         result.matched += 1
         result.onset_errors.append(err / 60.0)
-        det, on = detections[di], series.truth[ti][0]
+        det, (on, off) = detections[di], series.truth[ti]
+        if off is not None and det.end is not None:
+            result.end_errors.append(abs((det.end - off).total_seconds()) / 60.0)
         if det.detected_at is not None:
             result.delays.append((det.detected_at - on).total_seconds() / series.interval)
         if det.before is not None:
