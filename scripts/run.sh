@@ -47,7 +47,7 @@ install_python() {
     if [[ ! -f "$stamp" || "$ROOT/pyproject.toml" -nt "$stamp" ]]; then
         log "installing censorwatch and its dependencies"
         "$VENV/bin/python" -m pip install -q --upgrade pip
-        "$VENV/bin/python" -m pip install -q -e "$ROOT[testbed,test]"
+        "$VENV/bin/python" -m pip install -q -e "$ROOT[testbed,test,cluster]"
         touch "$stamp"
     fi
 }
