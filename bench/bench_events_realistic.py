@@ -1,13 +1,14 @@
 """Our detector against OONI's on verdict series shaped like real OONI data.
 
-    .venv/bin/python bench/bench_events_realistic.py [--series 30]
+    .venv/bin/python bench/bench_events_realistic.py [--series 30] [--first-seed 5000]
 
 Series come from ``censorwatch.events.realistic`` (several vantages per network, some through
 a VPN; sparse irregular sampling with gaps of hours to days; a few percent of clustered
 anomalies; blocks of hours, days and months, flapping, partial, a change of method). OONI's
 detector is its binomial CUSUM on hourly cells, rebuilt in ``events.baselines``. Blocks are
 matched one to one by overlap (``synthetic.score``); fragmentation is the number of detected
-events overlapping a true block, over the blocks found.
+events overlapping a true block, over the blocks found. The reported figures are on seeds from
+5000 on, never looked at while the detector was tuned (that used seeds 1000–1029).
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ METHODS: dict[str, Callable[[Series], list[Detection]]] = {
 }
 
 
-def run(n_series: int) -> tuple[dict[str, dict[str, Score]], dict[str, float]]:
+def run(
+    n_series: int, first_seed: int = 5000
+) -> tuple[dict[str, dict[str, Score]], dict[str, float]]:
     table: dict[str, dict[str, Score]] = {}
     seconds: dict[str, float] = {}
     for name, fn in METHODS.items():
@@ -65,7 +68,7 @@ def run(n_series: int) -> tuple[dict[str, dict[str, Score]], dict[str, float]]:
         started = time.perf_counter()
         for scen in REAL_SCENARIOS.values():
             total = Score()
-            for seed in range(n_series):
+            for seed in range(first_seed, first_seed + n_series):
                 series = draw_real(scen, seed)
                 total.add(score(series, fn(series)))
             table[name][scen.name] = total
@@ -84,9 +87,10 @@ def _hours(minutes: float) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--series", type=int, default=30, help="series per scenario")
+    ap.add_argument("--first-seed", type=int, default=5000, help="seeds from this one on")
     args = ap.parse_args()
-    table, seconds = run(args.series)
-    print(f"{args.series} series per scenario")
+    table, seconds = run(args.series, args.first_seed)
+    print(f"{args.series} series per scenario, seeds {args.first_seed} on")
     print()
     print(
         "| scenario | method | blocks | precision | recall | false events "

@@ -16,7 +16,9 @@ OONIDATA_VERSION="0.3.0"
 APT_PACKAGES=(iproute2 iptables nftables dnsmasq-base libnetfilter-queue-dev libnfnetlink-dev
               gcc python3-dev chromium
               # The evidence report's PDF (WeasyPrint renders with Pango) and its tests (pdftotext).
-              libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core poppler-utils)
+              libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core poppler-utils
+              # The ClickHouse store's tests run Debian's server (18.16) on their own ports.
+              clickhouse-server)
 
 log() { printf '\033[1m[censorwatch]\033[0m %s\n' "$*" >&2; }
 

@@ -24,7 +24,7 @@ TEMPLATE = OONI / "wc05_qa" / "successWithHTTPS.json"
 class Server:
     """``censorwatch serve`` in a child process, listening on a free loopback port."""
 
-    def __init__(self, db: Path, archive: Path, log: Path, *extra: str) -> None:
+    def __init__(self, db: Path | str, archive: Path, log: Path, *extra: str) -> None:
         self.log = log
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with open(log, "ab") as err:

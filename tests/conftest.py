@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+pytest_plugins = ["clickhouse_server"]  # the session's ClickHouse server and its fixtures
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 

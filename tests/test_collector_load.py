@@ -79,9 +79,17 @@ def archive_uids(archive: Path) -> list[str]:
     ]
 
 
+@pytest.fixture(params=["duckdb", "clickhouse"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The store the server writes: a DuckDB file, or a database on the ClickHouse server."""
+    if request.param == "clickhouse":
+        return request.getfixturevalue("clickhouse_url")
+    return str(tmp_path / "cw.duckdb")
+
+
 @pytest.mark.slow
-def test_sigkill_mid_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
-    db, archive, log = tmp_path / "cw.duckdb", tmp_path / "archive", tmp_path / "server.log"
+def test_sigkill_mid_load_loses_nothing_acknowledged(tmp_path: Path, store_url: str) -> None:
+    db, archive, log = store_url, tmp_path / "archive", tmp_path / "server.log"
     server = Server(db, archive, log)
     base = template()
     with httpx.Client(base_url=server.url, timeout=30) as client:

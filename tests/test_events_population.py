@@ -23,6 +23,7 @@ from censorwatch.events.population import (
     load_estimates,
     with_impact,
 )
+from censorwatch.events.stored import StoredEvents
 from censorwatch.events.tracker import detect_events
 from censorwatch.store import open_store
 from censorwatch.testbed.scenario import scenario_population
@@ -148,6 +149,7 @@ def test_the_alert_states_the_users_affected():
 def test_api_and_explorer_show_the_users_affected(tmp_path: Path):
     store = open_store(tmp_path / "store.duckdb")
     store.add([row(v) for v in verdicts()])
+    StoredEvents.rebuild(store)
     web = FastAPI()
     web.state.store = store
     web.state.population = load_all([scenario_population("pk-2024-x")])

@@ -122,6 +122,24 @@ def test_the_bracket_widens_across_a_gap_and_says_so() -> None:
     assert event["measurements"]["vantages"] == event["measurements"]["vantages_blocked"] == 3
 
 
+def test_two_leaks_in_a_row_from_blocked_vantages_do_not_end_a_block() -> None:
+    """Vantages the block reaches leak now and then; two of them answering ok one after the
+    other, two days into a block, is what an uncertain leak rate explains: no split."""
+    everyone = ["d1", "d2", "d3", "d4"]
+    onset = T0 + 5 * DAY
+    records = normal(T0, 5, everyone, H)
+    for k in range(72):
+        leak = k in (40, 41)
+        verdict = "ok" if leak else "blocked"
+        records.append(rec(onset + k * H, everyone[k % 4], verdict, "tls.reset"))
+    end = onset + 72 * H
+    records += normal(end, 2, everyone, H)
+    (event,) = events(records)
+    assert parse_time(event["onset"]["before"]) == onset
+    assert parse_time(event["end"]["after"]) < end <= parse_time(event["end"]["before"])
+    assert event["measurements"]["ok"] == 2
+
+
 def test_a_change_of_method_mid_block_stays_one_event() -> None:
     everyone = ["d1", "d2", "d3", "v1"]
     onset = T0 + 4 * DAY
@@ -241,12 +259,16 @@ def ooni(series: Series) -> list[Detection]:
     return bl.ooni_binomial_cusum(points, h=10.0)
 
 
+#: Seeds never looked at while the detector was developed (that used 1000–1059).
+HELD_OUT = range(7000, 7006)
+
+
 @pytest.mark.slow
-def test_beats_oonis_detector_on_realistic_series_one_event_per_block() -> None:
+def test_beats_oonis_detector_on_held_out_realistic_series_one_event_per_block() -> None:
     mine, theirs = Score(), Score()
     for name, scenario in REAL_SCENARIOS.items():
         per = Score()
-        for seed in range(6):
+        for seed in HELD_OUT:
             series = draw_real(scenario, seed)
             per.add(score(series, ours(series)))
             theirs.add(score(series, ooni(series)))
@@ -254,7 +276,7 @@ def test_beats_oonis_detector_on_realistic_series_one_event_per_block() -> None:
         mine.add(per)
     assert mine.onset_error() < theirs.onset_error() / 2
     assert mine.recall >= theirs.recall
-    assert mine.precision >= 0.85
+    assert mine.precision >= theirs.precision
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from censorwatch.events.api import router
+from censorwatch.events.stored import StoredEvents
 from censorwatch.store import open_store
 from censorwatch.store.base import MeasurementRow
 from censorwatch.times import parse_time
@@ -49,6 +50,7 @@ def db(tmp_path: Path) -> Path:
     path = tmp_path / "store.duckdb"
     store = open_store(path)
     store.add([row(v) for v in verdicts()])
+    StoredEvents.rebuild(store)  # rows added directly, as an ingest would: build the events
     getattr(store, "close", lambda: None)()
     return path
 

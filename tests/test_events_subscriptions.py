@@ -22,6 +22,7 @@ from censorwatch.events import EventTracker
 from censorwatch.events.alerts import Subscription
 from censorwatch.events.api import router
 from censorwatch.events.platforms import load_platforms
+from censorwatch.events.stored import StoredEvents
 from censorwatch.store import open_store
 from test_events_alerts import Receiver, free_port
 from test_events_cli import HOSTS, PLAN, verdicts, write
@@ -119,6 +120,7 @@ def test_cli_sends_one_alert_for_the_national_block(tmp_path: Path):
 def client(tmp_path: Path):
     store = open_store(tmp_path / "store.duckdb")
     store.add([row(v) for v in verdicts()])
+    StoredEvents.rebuild(store)
     api = FastAPI()
     api.state.store = store
     api.include_router(router)

@@ -107,10 +107,12 @@ def serve_store(tmp: Path) -> Iterator[Served]:
     from censorwatch.app.services import listen_socket
     from censorwatch.collector.archive import Archive
     from censorwatch.collector.pipeline import Pipeline
+    from censorwatch.events.stored import StoredEvents
     from censorwatch.store import open_store
 
     store = open_store(tmp / "cw.duckdb")
-    pipeline = Pipeline(Archive(tmp / "archive"), store)
+    # The collector's events writer: events are stored as the rows are committed.
+    pipeline = Pipeline(Archive(tmp / "archive"), store, events=StoredEvents.open(store))
     measurements = qa_corpus() + x_series()
     pending = [pipeline.prepare(m) for m in measurements]
     outcomes = pipeline.commit(pending)

@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "control": ("control", "app"),
     "store": ("store", "app"),
     "ingest": ("ingest", "app"),
+    "reprocess": ("reprocess", "reprocess"),
     "keys": ("evidence", "keys_app"),
     "evidence": ("evidence", "evidence_app"),
     "witness": ("witness", "app"),

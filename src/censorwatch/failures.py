@@ -102,6 +102,13 @@ CONTROL_NOT_CONFIGURED = "x_control_not_configured"
 CONTROL_BUSY = "x_control_busy"
 #: The control answered with an HTTP error status other than "busy".
 CONTROL_HTTP_ERROR = "x_control_http_error"
+#: Geolocation (``annotations.x_geolocation.failure``): why the probe does not know where it is.
+GEOLOCATION_NO_STUN_SERVER = "x_geolocation_no_stun_server"
+GEOLOCATION_STUN_FAILED = "x_geolocation_stun_failed"
+GEOLOCATION_STUN_DISAGREE = "x_geolocation_stun_disagree"
+GEOLOCATION_NOT_IN_DATABASE = "x_geolocation_not_in_database"
+GEOLOCATION_PARTIAL = "x_geolocation_partial"
+GEOLOCATION_NO_DATABASE = "x_geolocation_no_database"
 
 # The legacy test-helper spellings OONI's control still answers with (oohelperd keeps them so
 # that old probes read new controls); the control service speaks these in its responses.

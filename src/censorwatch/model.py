@@ -62,6 +62,9 @@ class Verdict(msgspec.Struct, omit_defaults=False):
     fingerprint: str | None = None
     evidence: list[str] = msgspec.field(default_factory=list)
     layers: Layers = msgspec.field(default_factory=Layers)
+    #: The circumvention summary (technique -> {status, reason}; docs/verdicts.md), only when
+    #: the probe tried ways around the block: absent from every other record.
+    workarounds: dict[str, dict[str, str]] | msgspec.UnsetType = msgspec.UNSET
 
     def to_record(self) -> dict[str, Any]:
         return msgspec.to_builtins(self)

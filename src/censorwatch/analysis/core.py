@@ -23,6 +23,7 @@ from typing import Any
 import msgspec
 
 from censorwatch.analysis import confidence as C
+from censorwatch.analysis import workarounds
 from censorwatch.analysis.fingerprints import Fingerprints
 from censorwatch.analysis.outcome import Outcome
 from censorwatch.analysis.walk import analyze_web
@@ -37,7 +38,7 @@ from censorwatch.observations.reader import (
     iter_measurements,
     json_problem,
 )
-from censorwatch.observations.schema import STRUCT_OPTIONS, Measurement, to_typed
+from censorwatch.observations.schema import STRUCT_OPTIONS, Measurement, TestKeys, to_typed
 from censorwatch.times import parse_time, rfc3339
 
 _NO_FINGERPRINTS = Fingerprints.empty()
@@ -143,6 +144,8 @@ def analyze_raw(raw: bytes, fps: Fingerprints, plan: AddressPlan) -> Analyzed:
         outcome,
         nettest,
     )
+    if nettest is None and env.test_keys is not None and env.test_keys.x_workarounds:
+        _add_workarounds(verdict, env.test_keys)
     annotations = env.annotations
     testbed = annotations.x_testbed if annotations is not None else None
     return Analyzed(verdict, testbed if testbed.__class__ is str and testbed else None)
@@ -333,7 +336,7 @@ def _verdict(m: dict[str, Any], outcome: Outcome, nettest: str | None = None) ->
     if not isinstance(uid, str) or not uid:
         uid = derived_uid(m)
     url = m.get("input")
-    return _build(
+    verdict = _build(
         uid,
         m.get("report_id"),
         url if isinstance(url, str) else None,
@@ -343,6 +346,20 @@ def _verdict(m: dict[str, Any], outcome: Outcome, nettest: str | None = None) ->
         outcome,
         nettest,
     )
+    tk = m.get("test_keys")
+    if nettest is None and isinstance(tk, dict) and tk.get("x_workarounds"):
+        typed, _ = to_typed({"test_keys": tk})
+        if typed.test_keys is not None:
+            _add_workarounds(verdict, typed.test_keys)
+    return verdict
+
+
+def _add_workarounds(verdict: Verdict, tk: TestKeys) -> None:
+    """The circumvention summary (``analysis.workarounds``): an addition to the record,
+    never a change of its verdict."""
+    summary = workarounds.of_test_keys(tk)
+    if summary is not None:
+        verdict.workarounds = summary
 
 
 def _build(

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from censorwatch.api import aggregation, measurements, ops
+from censorwatch.collector import checkin
 from censorwatch.collector import routes as collector_routes
 from censorwatch.collector.metrics import Metrics
 from censorwatch.collector.pipeline import Pipeline
@@ -31,6 +32,7 @@ from censorwatch.web import routes as explorer_routes
 
 ROUTERS: list[Any] = [
     collector_routes.router,
+    checkin.router,
     measurements.router,
     aggregation.router,
     ops.router,

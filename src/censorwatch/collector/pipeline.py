@@ -9,7 +9,10 @@ The archive is the truth, and both the log and the database are derived from it 
   the log's fsync; ``recover`` appends every archived measurement past it, and the log skips
   the UIDs it already holds, so each lands in the log exactly once;
 * the database's checkpoint (``Store.checkpoint``) is written after its rows; ``catch_up``
-  stores whatever the archive holds past it, skipping the UIDs already stored.
+  stores whatever the archive holds past it, skipping the UIDs already stored;
+* stored events (``events.stored``, when the pipeline has them) are updated after the rows of
+  each commit; their state records the archive position taken, and ``recover`` feeds the rows
+  past it again, so a crash before the events were saved loses none.
 
 ``recover`` runs before the first commit (and at start-up, and after any failed commit), so a
 crash between any two steps is repaired before anything new is accepted.
@@ -43,6 +46,7 @@ from censorwatch.observations.budget import count_items
 from censorwatch.store.base import ArchiveLocation, MeasurementRow, Store
 
 if TYPE_CHECKING:
+    from censorwatch.events.stored import StoredEvents
     from censorwatch.evidence.log import TransparencyLog
 
 log = logging.getLogger(__name__)
@@ -137,12 +141,16 @@ class Pipeline:
         verify_signature: SignatureCheck | None = None,
         metrics: Metrics | None = None,
         log: TransparencyLog | None = None,
+        events: StoredEvents | None = None,
     ) -> None:
         from censorwatch.collector.derive import load_analyzer
 
         self.archive = archive
         self.store = store
         self.log = log
+        #: Kept current after every commit when set (the collector's; ``serve`` sets it).
+        self.events = events
+        self._events_backlog: list[tuple[list[MeasurementRow], ArchiveLocation]] = []
         self.analyzer = analyzer or load_analyzer()
         self.verify_signature = verify_signature or unverified
         self.on_accepted: list[AcceptHook] = []
@@ -304,11 +312,37 @@ class Pipeline:
         logged = self.catch_up_log()
         stored = self.catch_up(progress=progress)
         self._consistent = True
+        if self.events is not None:
+            self._catch_up_events()
         return Recovery(dropped, logged, stored)
 
-    def commit(self, items: list[Pending]) -> list[Outcome]:
+    def _catch_up_events(self) -> None:
+        assert self.events is not None
+        try:
+            self.events.catch_up()
+        except Exception:  # the rows are stored; the next commit catches the events up
+            log.exception("could not bring the stored events up to date")
+
+    def feed_events(self) -> None:
+        """Feed the rows of the commits made so far to the stored events. A failure leaves the
+        rows acknowledged (they are durable) and the events behind: the next commit or start
+        catches them up from the events' saved position."""
+        backlog, self._events_backlog = self._events_backlog, []
+        if self.events is None:
+            return
+        for rows, end in backlog:
+            try:
+                self.events.committed(rows, end)
+            except Exception:
+                self.metrics.hook_errors.inc()
+                log.exception("stored events not updated for %d rows; retried later", len(rows))
+
+    def commit(self, items: list[Pending], *, defer_events: bool = False) -> list[Outcome]:
         """Make ``items`` durable, logged and stored; duplicates (in the batch or stored) are
-        skipped. Raises if any step fails: then nothing of the batch may be acknowledged."""
+        skipped. Raises if any step fails: then nothing of the batch may be acknowledged.
+
+        The stored events are then updated, or, with ``defer_events``, left for
+        ``feed_events`` (the collector's writer acknowledges first: events are derived)."""
         if not items:
             return []
         if not self._consistent:
@@ -328,10 +362,15 @@ class Pipeline:
             if self.log is not None:
                 self._append_to_log([(p.measurement_uid, p.measurement) for p in fresh])
             self._run_hooks((p.measurement_uid, p.raw, p.measurement) for p in fresh)
-            self.store.add([self._row(p, location) for p in fresh], checkpoint=end)
+            rows = [self._row(p, location) for p in fresh]
+            self.store.add(rows, checkpoint=end)
             self._consistent = True
             self._advance_log_position(end)
             stored = {p.measurement_uid for p in fresh}
+            if self.events is not None:
+                self._events_backlog.append((rows, end))
+        if not defer_events:
+            self.feed_events()
         outcomes = []
         for p in items:
             is_new = p.measurement_uid in stored
@@ -392,8 +431,14 @@ class Pipeline:
         return added
 
     def close(self) -> None:
-        """Record the log's position and close the archive (the store and log stay open)."""
+        """Record the log's position and the events' state, and close the archive (the store
+        and log stay open)."""
         self._save_log_position()
+        if self.events is not None:
+            try:
+                self.events.flush()
+            except Exception:  # only a shorter replay at the next start is lost
+                log.exception("could not save the events' state")
         self.archive.close()
 
     def _archived_line(self, measurement_uid: str) -> bytes | None:

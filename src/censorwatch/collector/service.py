@@ -89,7 +89,7 @@ class GroupCommitter:
             metrics.queue_depth.set(self._queue.qsize())
             started = time.perf_counter()
             try:
-                outcomes = self.pipeline.commit([item for item, _ in batch])
+                outcomes = self.pipeline.commit([item for item, _ in batch], defer_events=True)
             except Exception as exc:
                 log.exception("commit of %d measurements failed", len(batch))
                 for _, future in batch:
@@ -99,6 +99,7 @@ class GroupCommitter:
             metrics.commit_batch.observe(len(batch))
             for (_, future), outcome in zip(batch, outcomes, strict=True):
                 future.set_result(outcome)
+            self.pipeline.feed_events()  # after the answers: events are derived, not durable
 
 
 class Collector:

@@ -1,9 +1,13 @@
-"""``GET /api/v1/events`` and its Atom feed: block events computed from the store's verdicts,
-with filters."""
+"""``GET /api/v1/events`` and its Atom feed: the store's stored events, with filters.
+
+Events are read, never detected here: the collector keeps them current as it commits
+(``events.stored``), and ``censorwatch events rebuild`` builds them for a store that has
+verdicts from before (an old store, or an ingest). Such a store answers 409 and says so,
+rather than an empty list that would read as "no blocks".
+"""
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -14,29 +18,24 @@ from starlette.concurrency import run_in_threadpool
 
 from censorwatch.events.feed import ATOM_TYPE, atom_feed, updated_of
 from censorwatch.events.population import with_impact
-from censorwatch.events.tracker import detect_events
+from censorwatch.events.stored import REBUILD_HINT
 from censorwatch.model import Event
+from censorwatch.store.base import EventFilters
 from censorwatch.store.filters import parse_asn
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 
-_cache_lock = threading.Lock()
-_cache: dict[tuple[int, int, str | None], list[Event]] = {}
+
+def events_built(store: Any) -> bool:
+    """Whether the store's events can be read: built, or nothing stored to build them from."""
+    return store.has_event_state() or not store.count()
 
 
-def _events(store: Any, cc: str | None) -> list[Event]:
-    """Events over the stored verdicts (of one country when ``cc`` is given); recomputed only
-    when the store has grown."""
-    size = store.count()
-    key = (id(store), size, cc)
-    with _cache_lock:
-        if key in _cache:
-            return _cache[key]
-    filters = {"probe_cc": cc} if cc else {}
-    events = detect_events(store.iter_verdicts(**filters))
-    with _cache_lock:
-        _cache.clear()
-        _cache[key] = events
+def read_events(store: Any, query: EventFilters | None = None) -> list[Event]:
+    """The stored events matching ``query``; ``HTTPException`` 409 when never built."""
+    events = store.stored_events(query)
+    if not events and not events_built(store):
+        raise HTTPException(409, REBUILD_HINT)
     return events
 
 
@@ -55,24 +54,21 @@ class EventQuery:
 
 
 async def _select(request: Request, q: EventQuery) -> list[Event]:
+    asn = parse_asn(q.probe_asn)
     try:
-        since_n, until_n = _norm(q.since), _norm(q.until)
+        query = EventFilters(
+            cc=q.probe_cc.upper() if q.probe_cc else None,
+            asn=asn,
+            target=q.target.lower() if q.target is not None else None,
+            scope=q.scope,
+            status=q.status,
+            since=_norm(q.since),
+            until=_norm(q.until),
+        )
     except ValueError as exc:
         raise HTTPException(400, f"since/until must be RFC 3339 times: {exc}") from exc
-    cc = q.probe_cc.upper() if q.probe_cc else None
-    events = await run_in_threadpool(_events, request.app.state.store, cc)
-    events = with_impact(events, getattr(request.app.state, "population", []))
-    asn = parse_asn(q.probe_asn)
-    return [
-        e
-        for e in events
-        if (asn is None or asn in e.asns)
-        and (q.target is None or e.target == q.target.lower())
-        and (q.scope is None or e.scope == q.scope)
-        and (q.status is None or e.status == q.status)
-        and (since_n is None or e.end is None or e.end.before >= since_n)
-        and (until_n is None or e.onset.before < until_n)
-    ]
+    events = await run_in_threadpool(read_events, request.app.state.store, query)
+    return with_impact(events, getattr(request.app.state, "population", []))
 
 
 @router.get("/events", summary="Block events per network and national, with onset and end")

@@ -9,8 +9,11 @@ switches once the run has ``k_min`` rounds and strays can no longer explain it:
   the path), is at most ``alpha``; a blocked measurement whose method noise cannot produce (a
   reset, a forged answer, a block page) counts ``strong_factor`` times less likely than a
   timeout. A clean network opens on the second blocked round; a lossy one waits for more.
-- ending: the network's leak rate to the power of the run's ok measurements is at most
-  ``alpha``.
+- ending: the network's leak rate to the power of the run's ok measurements (the predictive,
+  as for strays, for oks of vantages the block had reached: they may be leaking) is at most
+  ``alpha``, divided by the block's length in units of ``alpha_rounds`` rounds.
+- an ok answer inside an opening run from a vantage not known to get through is what a block
+  explains only if that vantage gets through (``ok_in_block``): it weakens the run.
 
 Real series are measured from several vantages, sparsely. A silence much longer than the
 series' usual spacing is a *gap*: unknown, never evidence, so a run's rounds before a gap do not
@@ -51,6 +54,7 @@ class DetectorParams:
     k_min: int = 2
     k_max: int = 6
     alpha: float = 1e-4
+    alpha_rounds: float = 8.0  # an end's alpha holds per this many rounds of a block (_alpha)
     prior_rate: float = 0.01  # stray blocked measurements on an unblocked network
     prior_leak: float = 0.008  # stray ok measurements during a block
     strong_factor: float = 0.1  # a stray that is not a timeout or failure: 10× less likely
@@ -66,6 +70,7 @@ class DetectorParams:
     spacing_window: int = 32  # recent spacings the median is taken over
     through_min: int = 1  # ok rounds right after others' blocked ones: a vantage gets through
     through_tolerance: float = 0.25  # ... blocking itself at most this often (its bad hours)
+    ok_in_block: float = 0.25  # a vantage answers ok during a block (it gets through)
     repeat_factor: float = 0.5  # a vantage's further blocked round in a run: this much evidence
 
     def rate(self, flips: float, rounds: float, prior: float) -> float:
@@ -201,6 +206,7 @@ class SeriesDetector:
         self.first_seen: str | None = None
         self.last_seen: str | None = None
         self.spacings: list[float] = []  # seconds between recent rounds (gap threshold)
+        self.since_switch = 0  # conclusive rounds in the current mode (chances of a false switch)
 
     # -- state ------------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
@@ -213,6 +219,7 @@ class SeriesDetector:
             "first_seen": self.first_seen,
             "last_seen": self.last_seen,
             "spacings": self.spacings,
+            "since_switch": self.since_switch,
             "history_gaps": [i for i, r in enumerate(self.history) if r.gap],
             "pending_gaps": [i for i, r in enumerate(self.pending) if r.gap],
         }
@@ -232,6 +239,7 @@ class SeriesDetector:
         det.first_seen = _canonical(data["first_seen"])
         det.last_seen = _canonical(data["last_seen"])
         det.spacings = list(data.get("spacings", []))
+        det.since_switch = int(data.get("since_switch", 0))
         return det
 
     # -- detection --------------------------------------------------------------------------
@@ -241,13 +249,14 @@ class SeriesDetector:
         net = self.network
         return self.params.rate(net.flips[mode], net.conclusive[mode], prior)
 
-    def _stray_run_probability(self, n: int) -> float:
-        """Probability that the next ``n`` measurements of an unblocked series are all strays,
-        under the posterior of its network's stray rate (Beta-binomial predictive): it stays
-        high while the network has been watched for only a few rounds, so that little data
-        never passes for a clean record."""
-        w, prior = self.params.prior_weight, self.params.prior_rate
-        flips, rounds = self.network.flips[OK], self.network.conclusive[OK]
+    def _stray_run_probability(self, n: int, mode: str = OK) -> float:
+        """Probability that the next ``n`` measurements of a series in ``mode`` are all strays
+        (blocked ones while clear, leaks while blocked), under the posterior of its network's
+        stray rate (Beta-binomial predictive): it stays high while the network has been
+        watched for only a few rounds, so that little data never passes for a clean record."""
+        w = self.params.prior_weight
+        prior = self.params.prior_rate if mode == OK else self.params.prior_leak
+        flips, rounds = self.network.flips[mode], self.network.conclusive[mode]
         a, b = flips + prior * w, rounds - flips + (1.0 - prior) * w
         prob = 1.0
         for i in range(n):
@@ -327,10 +336,38 @@ class SeriesDetector:
             strong = sum(o.method in STRONG_METHODS for o in counted)
             prob = self._stray_run_probability(len(counted)) * self._strong_share() ** strong
             prob *= self.params.repeat_factor**repeats
+            # Ok answers inside the run from vantages not shown to get through a block: each
+            # is what a block explains only if that vantage gets through (``ok_in_block``).
+            prob /= self.params.ok_in_block ** len(self._ok_vantages_in_run())
         else:
-            prob = min(0.5, self._rate(BLOCKED)) ** len(counted)
+            # A vantage that answered blocked in this block and now answers ok may be leaking,
+            # at a rate this network has shown little of yet: the predictive, as for strays.
+            # An ok from a vantage new to the block (a fresh report) takes the plain rate.
+            stats = self.event.book.stats if self.event is not None else {}
+            leaking = sum(
+                len(r.of_state(OK)[: self.params.per_round])
+                for r in firsts
+                if stats.get(r.observations[0].report_id, [0])[0] > 0
+            )
+            prob = min(0.5, self._rate(BLOCKED)) ** (len(counted) - leaking)
+            prob *= self._stray_run_probability(leaking, BLOCKED)
             prob *= self.params.repeat_factor**repeats
-        return prob <= self.params.alpha
+        return prob <= self._alpha(new_state)
+
+    def _alpha(self, new_state: str) -> float:
+        """The switching threshold: ``alpha`` to open; to end, ``alpha`` per ``alpha_rounds``
+        rounds of the block so far. Every round of a block is a chance for leaks to line up
+        by coincidence, so a block of weeks asks proportionally stronger evidence of its end:
+        false ends (which split one block into two events) stay bounded per block, not per
+        round, while a short block still ends on its second ok round."""
+        if new_state == BLOCKED:
+            return self.params.alpha
+        return self.params.alpha * min(1.0, self.params.alpha_rounds / max(1, self.since_switch))
+
+    def _ok_vantages_in_run(self) -> set[str]:
+        """Vantages that answered ok inside the pending opening run (after its last gap)."""
+        start = max((i for i, r in enumerate(self.pending) if r.gap), default=0)
+        return {r.observations[0].report_id for r in self.pending[start:] if r.state == OK}
 
     def _count(self, mode: str, conclusive: int, flips: int = 0, strong: int = 0) -> None:
         self.network.conclusive[mode] += conclusive
@@ -372,6 +409,7 @@ class SeriesDetector:
             strays = [r for r in self.pending if r.state == other and not is_neutral(r, through)]
             strong = sum(other == BLOCKED and _looks_strong(r) for r in strays)
             self._count(self.mode, 1 + len(strays), len(strays), strong)
+            self.since_switch += 1 + len(strays)
             self._remember([*self.pending, rnd])
             self.pending = []
             self.last_same = _latest(rnd.of_state(self.mode))
@@ -487,6 +525,7 @@ class SeriesDetector:
             sum(r.state == new_state and not is_neutral(r, through) for r in self.pending),
         )
         self.mode = new_state
+        self.since_switch = 0
         self.last_same = _latest(trigger.of_state(new_state))
         self.history = rounds[j:]
         del self.history[: max(0, len(self.history) - self.params.history)]

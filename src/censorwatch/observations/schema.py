@@ -113,6 +113,22 @@ class NetworkEvent(Struct, **STRUCT_OPTIONS):
     tags: list[Any] | None = None
 
 
+class WorkaroundStep(Struct, **STRUCT_OPTIONS):
+    """One way around a block the probe tried (``x_workarounds``, docs/probe.md)."""
+
+    technique: str | None = None
+    not_tried: str | None = None  # why it was not tried
+    failure: str | None = None
+    resolver_failure: str | None = None
+    address: str | None = None
+    server_name: str | None = None
+    front: str | None = None
+    status_code: int | None = None
+    title: str | None = None
+    certificate_valid: bool | None = None
+    ech_offered: bool | None = None
+
+
 class TestKeys(Struct, **STRUCT_OPTIONS):
     queries: list[Query | None] | None = None
     x_dns_duplicate_responses: list[Query | None] | None = None
@@ -124,6 +140,7 @@ class TestKeys(Struct, **STRUCT_OPTIONS):
     control_failure: str | None = None
     network_events: list[NetworkEvent | None] | None = None
     x_throughput: dict[str, Any] | None = None
+    x_workarounds: list[WorkaroundStep | None] | None = None
 
 
 class Measurement(Struct, **STRUCT_OPTIONS):

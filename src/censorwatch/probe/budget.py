@@ -25,6 +25,9 @@ THROUGHPUT_SECONDS = 4.0
 THROUGHPUT_MAX_BYTES = 16 << 20
 URL_DEADLINE = 45.0  # everything for one URL, control and throughput included
 MAX_ADDRESSES = 8  # addresses per host measured with TCP/TLS (from all resolvers)
+WORKAROUND_TIMEOUT = 5.0  # one way around a block (probe/workarounds.py): connect to page
+WORKAROUND_MAX_BYTES = 256 * 1024  # bytes read per way around (head and the page's start)
+WORKAROUNDS_DEADLINE = 30.0  # every way around for one URL, after its measurement
 
 
 @dataclass(frozen=True)
@@ -45,3 +48,6 @@ class Budgets:
     throughput_max_bytes: int = THROUGHPUT_MAX_BYTES
     url_deadline: float = URL_DEADLINE
     max_addresses: int = MAX_ADDRESSES
+    workaround_timeout: float = WORKAROUND_TIMEOUT
+    workaround_max_bytes: int = WORKAROUND_MAX_BYTES
+    workarounds_deadline: float = WORKAROUNDS_DEADLINE

@@ -11,11 +11,14 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from censorwatch.geo import ip_database
-from censorwatch.netinfo import AddressPlan
+from censorwatch.netinfo import ASN_DB_ENV, AddressPlan
 from censorwatch.probe.budget import Budgets
+from censorwatch.probe.defaults import ProbeDefaults, default_geo_dir
 from censorwatch.probe.dns import parse_hostport
+from censorwatch.probe.geolocate import Location, ResolverFacts, with_public_ranges
 from censorwatch.probe.tls import TrustAnchors
 from censorwatch.times import compact_stamp
 
@@ -75,6 +78,27 @@ class ProbeConfig:
     software_version: str = ""
     _anchors: TrustAnchors | None = None
     signing_key: object = None  # an Ed25519 private key: each measurement is signed when set
+    # Further controls, tried in order after ``control_url`` when it does not answer.
+    fallback_controls: list[str] = field(default_factory=list)
+    stun_servers: list[str] = field(default_factory=list)
+    checkin_urls: list[str] = field(default_factory=list)
+    # True when neither options nor environment said where the probe is: it finds out.
+    locate: bool = False
+    location: Location | None = None
+    resolver: ResolverFacts | None = None
+    # Addresses of this host learned before measuring (STUN): scrubbed from everything.
+    own_addresses: set[str] = field(default_factory=set)
+    defaults_sources: tuple[str, ...] = ()
+    geo_database: str = ""  # what the plan was opened from ("" when none)
+    control_named: bool = False  # by an option or the environment: check-in does not replace it
+    unattended: bool = False  # a scheduled run (check-in's run_type "timed")
+    checkin_note: dict[str, Any] | None = None  # annotations.x_checkin: service, failure
+
+    @property
+    def controls(self) -> list[str]:
+        """Every control, in the order they are tried."""
+        first = [self.control_url] if self.control_url else []
+        return first + [c for c in self.fallback_controls if c != self.control_url]
 
     @property
     def anchors(self) -> TrustAnchors:
@@ -102,28 +126,54 @@ class ProbeConfig:
         quic: bool = True,
         budgets: Budgets | None = None,
         env: dict[str, str] | None = None,
+        defaults: ProbeDefaults | None = None,
     ) -> ProbeConfig:
-        """Options win over ``CENSORWATCH_*`` variables, which win over built-in defaults."""
+        """Options win over ``CENSORWATCH_*`` variables, which win over ``defaults`` (the
+        configuration file, :mod:`censorwatch.probe.defaults`).
+
+        Without ``defaults``, or in testbed mode, nothing is filled in: the probe contacts
+        only what it was told to (a testbed names everything it has).
+        """
         env = dict(os.environ) if env is None else env
         from censorwatch import __version__
 
-        udp = udp_resolver or env.get(ENV_UDP_RESOLVER)
+        testbed = testbed or env.get(ENV_TESTBED) or None
+        d = defaults if defaults is not None and not testbed else ProbeDefaults()
+        udp = udp_resolver or env.get(ENV_UDP_RESOLVER) or next(iter(d.udp_resolvers), None)
+        control = control_url or env.get(ENV_CONTROL) or None
+        controls = [c for c in d.control_urls if c != control]
+        asn = probe_asn or env.get(ENV_PROBE_ASN)
+        cc = probe_cc or env.get(ENV_PROBE_CC)
+        database = asn_db or env.get(ASN_DB_ENV) or d.geo_database
+        if not database and defaults is not None and not testbed:
+            geo_dir = default_geo_dir()
+            database = str(geo_dir) if geo_dir.is_dir() and any(geo_dir.glob("*.mmdb")) else ""
+        plan = ip_database(database) if database else ip_database(None)
+        if d.public_prefixes:
+            plan = with_public_ranges(plan, d.public_prefixes)
         return cls(
             system_resolver=parse_hostport(system_resolver_opt)
             if system_resolver_opt
             else system_resolver(),
             udp_resolver=parse_hostport(udp) if udp else None,
-            doh_url=doh_url or env.get(ENV_DOH_URL) or None,
-            control_url=control_url or env.get(ENV_CONTROL) or None,
+            doh_url=doh_url or env.get(ENV_DOH_URL) or next(iter(d.doh_urls), None),
+            control_url=control or next(iter(controls), None),
+            fallback_controls=[] if control else controls[1:],  # a named control stands alone
             cafile=cafile or env.get(ENV_CA) or None,
-            testbed=testbed or env.get(ENV_TESTBED) or None,
-            probe_asn=(probe_asn or env.get(ENV_PROBE_ASN) or "AS0").upper(),
-            probe_cc=(probe_cc or env.get(ENV_PROBE_CC) or "ZZ").upper(),
+            testbed=testbed,
+            probe_asn=(asn or "AS0").upper(),
+            probe_cc=(cc or "ZZ").upper(),
             probe_network_name=probe_network_name or env.get(ENV_PROBE_NETWORK_NAME) or "",
-            reference_url=reference_url or env.get(ENV_REFERENCE_URL) or None,
+            reference_url=reference_url or env.get(ENV_REFERENCE_URL) or d.reference_url or None,
             throughput=throughput,
             quic=quic,
             budgets=budgets or Budgets(),
-            plan=ip_database(asn_db),  # .mmdb, a directory of them, TSV or address plan
+            plan=plan,  # .mmdb, a directory of them, TSV or address plan
             software_version=str(__version__),
+            stun_servers=list(d.stun_servers),
+            checkin_urls=list(d.checkin_urls),
+            locate=not (asn and cc),
+            defaults_sources=d.sources,
+            geo_database=database or "",
+            control_named=bool(control),
         )

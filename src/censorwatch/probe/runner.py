@@ -17,6 +17,7 @@ from typing import IO, Any
 import msgspec
 
 from censorwatch.observations.schema import MeasurementView, TestKeysView, to_typed
+from censorwatch.probe import prepare
 from censorwatch.probe.config import ProbeConfig, make_report_id
 from censorwatch.probe.webconnectivity import WebConnectivity
 from censorwatch.scrub import Scrubber
@@ -77,9 +78,10 @@ async def run(
     """Measure every target, writing each measurement to ``out`` as it completes."""
     loop = asyncio.get_running_loop()
     started = loop.time()
+    targets = await prepare.prepare(config, targets)
     if not config.report_id:
         config.report_id = make_report_id(utcnow(), config.probe_cc, config.probe_asn)
-    probe = WebConnectivity(config, Scrubber())
+    probe = WebConnectivity(config, Scrubber(config.own_addresses))
     summary = RunSummary()
     gate = asyncio.Semaphore(max(1, concurrency))
 
@@ -115,7 +117,7 @@ def run_with_progress(
         console=console,
         transient=True,
     ) as progress:
-        task = progress.add_task("probing", total=len(targets))
+        task = progress.add_task("probing", total=len(targets) or None)
 
         def done(measurement: dict[str, Any]) -> None:
             progress.advance(task)

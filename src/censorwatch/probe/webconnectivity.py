@@ -26,7 +26,7 @@ from censorwatch.analysis.classic import classic_keys
 from censorwatch.model import derive_measurement_uid
 from censorwatch.netinfo import AddressPlan
 from censorwatch.observations.schema import MeasurementView, TestKeysView, to_typed
-from censorwatch.probe import control_client, dns, http, quic, tcp, throughput, tls
+from censorwatch.probe import control_client, dns, http, quic, tcp, throughput, tls, workarounds
 from censorwatch.probe.config import SOFTWARE_NAME, TEST_VERSION, ProbeConfig
 from censorwatch.probe.dns import DNSResult, format_hostport
 from censorwatch.scrub import PROBE_IP_PLACEHOLDER, Scrubber
@@ -53,6 +53,7 @@ class _Record:
     control: dict[str, Any] | None = None
     control_failure: str | None = None
     control_request: dict[str, Any] | None = None
+    control_url: str | None = None  # the control that answered (or was tried last)
     classic_addresses: list[str] = field(default_factory=list)
     classic_failure: str | None = None
     tcp_ok: dict[str, bool] = field(default_factory=dict)  # "ip:port" -> connected
@@ -334,17 +335,24 @@ class WebConnectivity:
     # -- control -------------------------------------------------------------------------
     async def _control(self, url: str, endpoints: list[str], rec: _Record) -> None:
         rec.control_request = control_client.build_request(url, endpoints, quic=self.config.quic)
-        if not self.config.control_url:
+        controls = self.config.controls
+        if not controls:
             rec.control_failure = failures.CONTROL_NOT_CONFIGURED
             return
-        rec.control, rec.control_failure = await control_client.query(
-            self.config.control_url,
-            rec.control_request,
-            verify=self.config.anchors.ssl_context(),
-            timeout=self.budgets.control_timeout,
-            max_bytes=self.budgets.control_max_response,
-            scrubber=self.scrubber,
-        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.budgets.control_timeout
+        for control_url in controls:  # in order, the next one only when this one failed
+            rec.control_url = control_url
+            rec.control, rec.control_failure = await control_client.query(
+                control_url,
+                rec.control_request,
+                verify=self.config.anchors.ssl_context(),
+                timeout=max(0.5, deadline - loop.time()),
+                max_bytes=self.budgets.control_max_response,
+                scrubber=self.scrubber,
+            )
+            if rec.control is not None or loop.time() >= deadline - 0.5:
+                break
 
     # -- the flow ------------------------------------------------------------------------
     async def measure(self, target: Target) -> dict[str, Any]:
@@ -370,6 +378,7 @@ class WebConnectivity:
             rec.http_failure = rec.classic_failure
         runtime = time.monotonic() - clock
         measurement = self._assemble(target, rec, start, runtime)
+        await workarounds.attach(measurement, target, self.config, self.scrubber)  # if blocked
         return self._finish(measurement)
 
     async def _flow(self, target: Target, rec: _Record, clock: float) -> None:
@@ -470,9 +479,20 @@ class WebConnectivity:
         cfg = self.config
         resolver_ip = cfg.system_resolver[0] if cfg.system_resolver else ""
         resolver_info = cfg.plan.lookup(resolver_ip) if resolver_ip else None
+        resolver_asn = f"AS{resolver_info.asn}" if resolver_info else "AS0"
+        resolver_name = resolver_info.as_org_name if resolver_info else ""
+        if cfg.resolver is not None:  # found by the probe itself (prepare.locate)
+            resolver_ip, resolver_asn = cfg.resolver.ip, cfg.resolver.asn
+            resolver_name = cfg.resolver.network_name
+        control_url = rec.control_url or cfg.control_url
+        annotations: dict[str, Any] = {"x_testbed": cfg.testbed} if cfg.testbed else {}
+        if cfg.location is not None:
+            annotations["x_geolocation"] = cfg.location.annotation()
+        if cfg.checkin_note is not None:
+            annotations["x_checkin"] = dict(cfg.checkin_note)
         test_keys: dict[str, Any] = {
             "agent": "redirect",
-            "client_resolver": resolver_ip or None,
+            "client_resolver": (cfg.system_resolver[0] if cfg.system_resolver else "") or None,
             "retries": None,
             "socksproxy": None,
             "network_events": None,
@@ -502,7 +522,7 @@ class WebConnectivity:
         }
         test_keys.update(summarize(test_keys, target.url, cfg.plan))
         measurement: dict[str, Any] = {
-            "annotations": {"x_testbed": cfg.testbed} if cfg.testbed else {},
+            "annotations": annotations,
             "data_format_version": "0.2.0",
             "extensions": {
                 "dnst": 0,
@@ -519,15 +539,15 @@ class WebConnectivity:
             "probe_ip": PROBE_IP_PLACEHOLDER,
             "probe_network_name": cfg.probe_network_name,
             "report_id": cfg.report_id,
-            "resolver_asn": f"AS{resolver_info.asn}" if resolver_info else "AS0",
+            "resolver_asn": resolver_asn,
             "resolver_ip": resolver_ip,
-            "resolver_network_name": resolver_info.as_org_name if resolver_info else "",
+            "resolver_network_name": resolver_name,
             "software_name": SOFTWARE_NAME,
             "software_version": cfg.software_version,
             "test_helpers": {
-                "backend": {"address": cfg.control_url, "type": urlsplit(cfg.control_url).scheme}
+                "backend": {"address": control_url, "type": urlsplit(control_url).scheme}
             }
-            if cfg.control_url
+            if control_url
             else {},
             "test_keys": test_keys,
             "test_name": "web_connectivity",

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from censorwatch.model import Event
 from censorwatch.times import rfc3339
 
 #: Columns of the ``measurements`` table, in table order (docs/collector.md documents each).
@@ -189,6 +190,24 @@ class MeasurementRow(msgspec.Struct):
         }
 
 
+@dataclass(frozen=True, slots=True)
+class EventFilters:
+    """Which stored events to return (``GET /api/v1/events``'s filters, checked by the caller).
+
+    ``since`` and ``until`` are canonical RFC 3339 times (``times.canonical_time``), so string
+    order is time order: ``since`` keeps events still active at or after it (ongoing, or whose
+    ``end.before`` is not earlier), ``until`` events whose ``onset.before`` is earlier.
+    """
+
+    cc: str | None = None
+    asn: str | None = None  # "AS1234": one of the event's networks
+    target: str | None = None
+    scope: str | None = None  # "network" | "national"
+    status: str | None = None  # "ongoing" | "ended"
+    since: str | None = None
+    until: str | None = None
+
+
 @dataclass(slots=True)
 class Filters:
     """The filters shared by the measurements API, aggregation and export.
@@ -319,6 +338,52 @@ class Store(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    # -- stored events -------------------------------------------------------------------------
+    # The events stage keeps its detector state and the events it found here, so that reads
+    # never re-detect over history. Two parts, neither needing a transaction:
+    #
+    # * an events table keyed by ``event_id`` with a version column: ``save_events`` appends a
+    #   row per changed event (or a tombstone per removed one) with a version greater than any
+    #   before; a read takes each id's newest row and drops tombstones (ClickHouse:
+    #   ``ReplacingMergeTree(version)`` plus ``argMax``, or ``FINAL``);
+    # * the detector's state, one opaque blob per save, newest save wins on read.
+    #
+    # One process writes events for a store at a time (the collector, or ``events rebuild``).
+    # The writer saves events before the state, and the state records the archive position it
+    # has taken (inside the blob): after a crash between the two, the writer replays rows from
+    # that position (``scan_from``) and saves again, and the events converge.
+
+    @abstractmethod
+    def save_events(self, changed: Sequence[Event], removed: Sequence[str]) -> None:
+        """Store a new version of each event of ``changed`` (replacing the row of its
+        ``event_id`` for every later read) and a tombstone for each id of ``removed``."""
+
+    @abstractmethod
+    def save_event_state(self, state: bytes) -> None:
+        """Store the detector's state (opaque bytes, up to hundreds of MB); ``load_event_state``
+        returns the newest one saved. A backend may drop older ones."""
+
+    @abstractmethod
+    def load_event_state(self) -> bytes | None:
+        """The newest saved detector state, or None when events were never built here (a store
+        from before stored events, or filled by an ingest that did not build them)."""
+
+    @abstractmethod
+    def has_event_state(self) -> bool:
+        """Whether a detector state is saved (cheap: reads no blob). A store opened read-only
+        that predates the events tables answers False, it does not fail."""
+
+    @abstractmethod
+    def stored_events(self, query: EventFilters | None = None) -> list[Event]:
+        """The newest version of each stored event matching ``query``, without tombstones:
+        national events first, then network ones, each by ``onset.before``, ``cc``, ``asns``,
+        ``target`` (the order ``EventTracker.events`` gives). Empty when none are stored."""
+
+    @abstractmethod
+    def scan_from(self, location: ArchiveLocation) -> Iterator[MeasurementRow]:
+        """Every row whose archive location (segment, then offset) is at or past ``location``,
+        streamed in archive order: what was committed after the events writer last saved."""
 
     # -- written once, on top of the above --------------------------------------------------
     def location(self, measurement_uid: str) -> ArchiveLocation | None:

@@ -15,7 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from censorwatch.model import METHODS
+import msgspec
+
+from censorwatch.model import METHODS, Event
 from censorwatch.store import schema
 from censorwatch.store.base import (
     AXES,
@@ -26,6 +28,7 @@ from censorwatch.store.base import (
     TIME_GRAINS,
     VERDICTS,
     ArchiveLocation,
+    EventFilters,
     Filters,
     MeasurementRow,
     Store,
@@ -47,6 +50,39 @@ _ALL = ", ".join(COLUMNS)
 _INSERT = f"INSERT INTO measurements ({_ALL}) SELECT " + ", ".join(
     f"unnest(${i + 1})" for i in range(len(COLUMNS))
 )
+
+
+_EVENT_COLUMNS = ", ".join(schema.EVENT_TYPES)
+_INSERT_EVENTS = f"INSERT INTO stored_events ({_EVENT_COLUMNS}) SELECT " + ", ".join(
+    f"unnest(${i + 1})" for i in range(len(schema.EVENT_TYPES))
+)
+_decode_event = msgspec.json.Decoder(Event).decode
+_encode = msgspec.json.Encoder().encode
+
+
+def event_where(query: EventFilters) -> tuple[str, list[Any]]:
+    """SQL conditions (joined by AND, each prefixed) and parameters for the events' filters."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("cc", query.cc),
+        ("target", query.target),
+        ("scope", query.scope),
+        ("status", query.status),
+    ):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    if query.asn is not None:
+        clauses.append("list_contains(asns, ?)")
+        params.append(query.asn)
+    if query.since is not None:
+        clauses.append("(end_before IS NULL OR end_before >= ?)")
+        params.append(query.since)
+    if query.until is not None:
+        clauses.append("onset_before < ?")
+        params.append(query.until)
+    return "".join(f" AND {c}" for c in clauses), params
 
 
 def where_clause(filters: Filters) -> tuple[str, list[Any]]:
@@ -410,6 +446,107 @@ class DuckDBStore(Store):
 
     def uids(self) -> list[str]:
         return [r[0] for r in self._fetch("SELECT measurement_uid FROM measurements")]
+
+    # -- stored events -----------------------------------------------------------------------
+    def _has_table(self, name: str) -> bool:
+        """Whether a table exists: a store opened read-only is never migrated."""
+        return bool(
+            self._scalar(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
+            )
+        )
+
+    def save_events(self, changed: Sequence[Event], removed: Sequence[str]) -> None:
+        if not changed and not removed:
+            return
+        with self._write_lock:
+            version = 1 + int(self._scalar("SELECT max(version) FROM stored_events") or 0)
+            rows = [
+                (
+                    e.event_id,
+                    version,
+                    False,
+                    e.scope,
+                    e.cc,
+                    list(e.asns),
+                    e.target,
+                    e.status,
+                    e.onset.before,
+                    e.end.before if e.end else None,
+                    _encode(e).decode(),
+                )
+                for e in changed
+            ]
+            gone = set(removed) - {e.event_id for e in changed}
+            rows += [(i, version, True, "", "", [], "", "", "", None, "{}") for i in sorted(gone)]
+            cur = self._con.cursor()
+            try:
+                cur.execute(_INSERT_EVENTS, [list(c) for c in zip(*rows, strict=True)])
+                # Only the newest row of an id is ever read: keep the table that small.
+                cur.execute(
+                    "DELETE FROM stored_events WHERE event_id IN (SELECT unnest(?)) "
+                    "AND version < ?",
+                    [[r[0] for r in rows], version],
+                )
+                cur.execute("DELETE FROM stored_events WHERE deleted")
+            finally:
+                cur.close()
+
+    def save_event_state(self, state: bytes) -> None:
+        with self._write_lock:
+            cur = self._con.cursor()
+            try:
+                version = cur.execute(
+                    "SELECT coalesce(max(version), 0) + 1 FROM event_state"
+                ).fetchone()[0]  # type: ignore[index]
+                cur.execute(
+                    "INSERT INTO event_state VALUES (?, ?, ?)",
+                    [version, datetime.now(UTC).replace(tzinfo=None), state],
+                )
+                cur.execute("DELETE FROM event_state WHERE version < ?", [version])
+            finally:
+                cur.close()
+
+    def load_event_state(self) -> bytes | None:
+        if not self._has_table("event_state"):
+            return None
+        found = self._fetch("SELECT state FROM event_state ORDER BY version DESC LIMIT 1")
+        return bytes(found[0][0]) if found else None
+
+    def has_event_state(self) -> bool:
+        return self._has_table("event_state") and bool(
+            self._scalar("SELECT count(*) FROM event_state")
+        )
+
+    def stored_events(self, query: EventFilters | None = None) -> list[Event]:
+        if not self._has_table("stored_events"):
+            return []
+        where, params = event_where(query or EventFilters())
+        # Newest row per id (tombstones are deleted on write; the filter keeps a backend
+        # that keeps them honest too).
+        found = self._fetch(
+            "SELECT record FROM (SELECT *, row_number() OVER "
+            "(PARTITION BY event_id ORDER BY version DESC) AS newest FROM stored_events) "
+            f"WHERE newest = 1 AND NOT deleted{where} "
+            "ORDER BY scope = 'network', onset_before, cc, asns, target",
+            params,
+        )
+        return [_decode_event(r[0]) for r in found]
+
+    def scan_from(self, location: ArchiveLocation) -> Iterator[MeasurementRow]:
+        cur = self._con.cursor()
+        try:
+            cur.execute(
+                f"SELECT {_ALL} FROM measurements WHERE archive_segment > ? "
+                "OR (archive_segment = ? AND archive_offset >= ?) "
+                "ORDER BY archive_segment, archive_offset, measurement_uid",
+                [location.segment, location.segment, location.offset],
+            )
+            while chunk := cur.fetchmany(2048):
+                for r in chunk:
+                    yield MeasurementRow(*r)
+        finally:
+            cur.close()
 
     def close(self) -> None:
         self._con.close()

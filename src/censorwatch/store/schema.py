@@ -45,6 +45,7 @@ _DUCKDB_TYPES = {
     "bool": "BOOLEAN",
     "json": "VARCHAR",
     "int": "BIGINT",
+    "text[]": "VARCHAR[]",
 }
 
 
@@ -91,4 +92,43 @@ CREATE TABLE IF NOT EXISTS measurement_aliases (
 )
 """
 
-ALL: tuple[str, ...] = (MEASUREMENTS, CHECKPOINT, INGESTED, INGESTED_ERRORS, ALIASES)
+
+# -- stored events (Store.save_events / save_event_state) ----------------------------------------
+# Added by ``CREATE TABLE IF NOT EXISTS`` when a store made before them is opened for writing;
+# until ``censorwatch events rebuild`` fills them, the store has no event state and says so.
+
+#: One row per saved version of an event (or a tombstone: ``deleted``); the newest ``version``
+#: of an ``event_id`` wins on read. The filter columns repeat fields of ``record`` (the event's
+#: JSON) so that a read filters in SQL without decoding records.
+EVENT_TYPES: dict[str, str] = {
+    "event_id": "text",
+    "version": "int",
+    "deleted": "bool",
+    "scope": "text",
+    "cc": "text",
+    "asns": "text[]",
+    "target": "text",
+    "status": "text",
+    "onset_before": "text",
+    "end_before": "text?",
+    "record": "json",
+}
+
+STORED_EVENTS = (
+    "CREATE TABLE IF NOT EXISTS stored_events (\n"
+    + ",\n".join(_duckdb_column(n, k) for n, k in EVENT_TYPES.items())
+    + "\n)"
+)
+
+#: The events detector's state, one row per save; the newest ``version`` wins.
+EVENT_STATE = """
+CREATE TABLE IF NOT EXISTS event_state (
+    version   BIGINT NOT NULL,
+    saved_at  TIMESTAMP NOT NULL,
+    state     BLOB NOT NULL
+)
+"""
+
+EVENT_TABLES: tuple[str, ...] = (STORED_EVENTS, EVENT_STATE)
+
+ALL: tuple[str, ...] = (MEASUREMENTS, CHECKPOINT, INGESTED, INGESTED_ERRORS, ALIASES, *EVENT_TABLES)

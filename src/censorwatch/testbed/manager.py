@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from censorwatch.testbed import censor, netns
+from censorwatch.testbed import censor, geodb, netns
 from censorwatch.testbed import plan as planmod
 from censorwatch.testbed import scenario as scenariomod
 from censorwatch.testbed.pki import CertificateAuthority
@@ -42,12 +42,20 @@ def _make_pki(state: TestbedState, plan: planmod.TestbedPlan) -> None:
     state.pki_dir.mkdir(parents=True, exist_ok=True)
     ca.save(state.ca_file, state.pki_dir / "ca.key")
     sites = state.pki_dir / "sites"
-    for host in [*plan.hosts, planmod.REFERENCE_HOST]:
+    for host in [*plan.hosts, planmod.REFERENCE_HOST, planmod.DEFAULT_REFERENCE_NAME]:
         ca.issue([host], directory=sites, stem=host)
+    for address, (name, _asn, _org) in planmod.PUBLIC_RESOLVERS.items():
+        ca.issue([name], [address], directory=sites, stem=name)
+    ca.issue([planmod.DEFAULT_CHECKIN_NAME], [planmod.CHECKIN], directory=sites, stem="checkin")
     ca.issue(["default.testbed.example"], directory=sites, stem="default")
     ca.issue(sorted(plan.hosts), directory=sites, stem="quic")
     ca.issue(["dns.testbed.example"], [planmod.DOH_RESOLVER], directory=sites, stem="doh")
-    ca.issue(["control.testbed.example"], [planmod.CONTROL], directory=sites, stem="control")
+    ca.issue(
+        ["control.testbed.example", *planmod.DEFAULT_CONTROL_NAMES],
+        [planmod.CONTROL],
+        directory=sites,
+        stem="control",
+    )
     # The censor's own authority: nobody trusts it, as with a state-issued interception root.
     censor_ca = CertificateAuthority.create("Censor interception root")
     censor_ca.save(state.pki_dir / "censor-ca.pem", state.pki_dir / "censor-ca.key")
@@ -106,7 +114,13 @@ def _build_network(plan: planmod.TestbedPlan) -> None:
             )
 
 
-def _spawn(state: TestbedState, ns: str | None, name: str, args: list[str]) -> int:
+def _spawn(
+    state: TestbedState,
+    ns: str | None,
+    name: str,
+    args: list[str],
+    env: dict[str, str] | None = None,
+) -> int:
     state.logs.mkdir(parents=True, exist_ok=True)
     log = open(state.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
     cmd = ["ip", "netns", "exec", ns, *args] if ns else args
@@ -116,7 +130,7 @@ def _spawn(state: TestbedState, ns: str | None, name: str, args: list[str]) -> i
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
     )
     log.close()
     return proc.pid
@@ -148,6 +162,40 @@ def _control_command(state: TestbedState) -> list[str]:
         str(state.address_plan_file),
         "--testbed",
     )
+
+
+def _stun_command() -> list[str]:
+    listen = [f"{address}:{port}" for address, port in planmod.STUN_SERVERS.values()]
+    return _python("censorwatch", "control", "stun", *(a for x in listen for a in ("--listen", x)))
+
+
+def _spawn_checkin(state: TestbedState, plan: planmod.TestbedPlan) -> int:
+    """The collector answering the defaults' check-in name: it locates probes with the
+    testbed's MaxMind-format database and hands out the testbed's own control."""
+    folder = state.folder / "checkin"
+    folder.mkdir(parents=True, exist_ok=True)
+    sites = state.pki_dir / "sites"
+    command = _python(
+        "censorwatch",
+        "serve",
+        "--db",
+        str(folder / "store.duckdb"),
+        "--archive",
+        str(folder / "archive"),
+        "--host",
+        planmod.CHECKIN,
+        "--port",
+        "443",
+        "--certfile",
+        str(sites / "checkin.pem"),
+        "--keyfile",
+        str(sites / "checkin.key"),
+    )
+    env = {
+        "CENSORWATCH_ASN_DB": str(state.folder / "geoip"),
+        "CENSORWATCH_CHECKIN_CONTROLS": f"https://{planmod.TESTBED_CONTROL_NAME}/",
+    }
+    return _spawn(state, plan.internet_ns, "checkin", command, env)
 
 
 def _wait_for(state: TestbedState, checks: list[tuple[str, str, int]]) -> None:
@@ -212,7 +260,14 @@ def up(scenario_spec: str, tb_id: str, *, replace: bool = False) -> TestbedState
     state.write_info(info)
     try:
         _make_pki(state, plan)
-        write_json(state.address_plan_file, plan.address_plan())
+        address_plan = plan.address_plan()
+        write_json(state.address_plan_file, address_plan)
+        if geodb.writer_available():  # mmdb-writer: without it, probes find no database
+            database = geodb.write_mmdb(address_plan, state.folder / "geoip" / geodb.DATABASE_NAME)
+            for net in plan.networks:
+                geodb.write_probe_host(
+                    state.folder, net.asn, database, address_plan["public_prefixes"]
+                )
         _build_network(plan)
         for net in plan.networks:
             write_json(state.policy_file(net.asn), censor.policy(plan, net, {}))
@@ -224,6 +279,8 @@ def up(scenario_spec: str, tb_id: str, *, replace: bool = False) -> TestbedState
             _python("censorwatch.testbed.services.internet", str(state.folder)),
         )
         pids["control"] = _spawn(state, plan.internet_ns, "control", _control_command(state))
+        pids["stun"] = _spawn(state, plan.internet_ns, "stun", _stun_command())
+        pids["checkin"] = _spawn_checkin(state, plan)
         for net in plan.networks:
             pids[f"censor-{net.asn}"] = _spawn(
                 state,
@@ -239,7 +296,7 @@ def up(scenario_spec: str, tb_id: str, *, replace: bool = False) -> TestbedState
         down_addresses = {a for h in plan.hosts.values() if h.target.down for a in h.addresses}
         checks += [
             (plan.internet_ns, a, 443)
-            for a in plan.service_addresses()[4:]
+            for a in [*plan.site_addresses(), *planmod.PUBLIC_RESOLVERS]
             if a not in down_addresses
         ]
         checks += [(net.censor_ns, net.censor_wan_ip, 443) for net in plan.networks]
@@ -413,11 +470,36 @@ def probe_environment(tb_id: str, network: str) -> tuple[str, dict[str, str]]:
     return net.probe_ns, env
 
 
-def exec_argv(tb_id: str, network: str, command: list[str]) -> tuple[list[str], dict[str, str]]:
-    ns, env = probe_environment(tb_id, network)
+def defaults_environment(tb_id: str, network: str) -> tuple[str, dict[str, str]]:
+    """What a probe host of the network has when the probe relies on its built-in defaults:
+    the testbed CA, and the emulated machine's own configuration and data folders."""
+    state = require(tb_id)
+    try:
+        net = state.plan().network(network)
+    except KeyError as exc:
+        raise TestbedError(str(exc).strip("'\"")) from exc
+    home = geodb.probe_host(state.folder, net.asn)
+    return net.probe_ns, {
+        "CENSORWATCH_CA": str(state.ca_file),
+        "XDG_CONFIG_HOME": str(home / "config"),
+        "XDG_DATA_HOME": str(home / "data"),
+    }
+
+
+def exec_argv(
+    tb_id: str, network: str, command: list[str], *, defaults: bool = False
+) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of ``testbed exec``. With ``defaults``, no
+    ``CENSORWATCH_*`` variable but the CA reaches the command (inherited ones are removed)."""
+    if defaults:
+        ns, env = defaults_environment(tb_id, network)
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("CENSORWATCH_")}
+    else:
+        ns, env = probe_environment(tb_id, network)
+        inherited = dict(os.environ)
     # The censorwatch that runs the testbed is the one found first inside it, too.
     bin_dir = str(Path(sys.executable).parent)
     path = os.environ.get("PATH", "")
     if bin_dir not in path.split(os.pathsep):
         path = os.pathsep.join([bin_dir, path]) if path else bin_dir
-    return ["ip", "netns", "exec", ns, *command], {**os.environ, **env, "PATH": path}
+    return ["ip", "netns", "exec", ns, *command], {**inherited, **env, "PATH": path}

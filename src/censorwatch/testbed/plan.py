@@ -29,6 +29,35 @@ THROUGHPUT_SIZE = 2 * 1024 * 1024
 BOGON_ANSWER = "10.10.34.34"
 INTERNET_LINK = ("198.19.0.1", "198.19.0.2")
 
+CHECKIN = "192.0.2.90"
+
+# The public services the probe's built-in defaults (probe/defaults.toml) name, served here
+# at the same names, so that a probe told nothing but the CA uses its defaults for real.
+# Resolvers keep their real addresses (the internet namespace may hold any address).
+PUBLIC_RESOLVERS: dict[str, tuple[str, int, str]] = {
+    # address -> (DoH name, asn, operator)
+    "8.8.8.8": ("dns.google", 15169, "Google LLC"),
+    "1.1.1.1": ("cloudflare-dns.com", 13335, "Cloudflare, Inc."),
+    "9.9.9.9": ("dns.quad9.net", 19281, "Quad9"),
+}
+#: The OONI test-helper names the defaults list, answered by the testbed's control.
+DEFAULT_CONTROL_NAMES = ("0.th.ooni.org", "1.th.ooni.org", "2.th.ooni.org", "3.th.ooni.org")
+#: The testbed's own name for its control, handed out by its check-in service.
+TESTBED_CONTROL_NAME = "control.testbed.example"
+#: The probe-services name the defaults check in with, answered by the testbed's collector.
+DEFAULT_CHECKIN_NAME = "api.ooni.io"
+#: The throughput reference of the defaults, served like reference.example.
+DEFAULT_REFERENCE_NAME = "speed.cloudflare.com"
+DEFAULT_REFERENCE_PATH = "/__down"
+#: STUN servers of the defaults: name -> (address, UDP port).
+STUN_SERVERS: dict[str, tuple[str, int]] = {
+    "stun.l.google.com": ("192.0.2.31", 19302),
+    "stun.cloudflare.com": ("192.0.2.32", 3478),
+    "stun.nextcloud.com": ("192.0.2.33", 443),
+}
+#: Answered by the authoritative server with the address of whoever asks (a resolver).
+WHOAMI_NAME = "whoami.v4.powerdns.org"
+
 INFRA_AS = (64496, "Testbed Internet Services")
 REFERENCE_AS = (64497, "Testbed Reference Network")
 OTHER_HOSTING_AS = (64499, "Testbed Hosting")
@@ -99,14 +128,32 @@ class TestbedPlan:
         raise KeyError(f"no network {asn} in this testbed (networks: {known})")
 
     def service_addresses(self) -> list[str]:
+        """Infrastructure first (five fixed ones), then every site, then the public services
+        of the probe's defaults (resolvers, STUN, check-in)."""
         infra = [AUTHORITATIVE_DNS, PUBLIC_RESOLVER, DOH_RESOLVER, CONTROL, REFERENCE]
         sites = sorted({a for h in self.hosts.values() for a in h.addresses})
-        return infra + [a for a in sites if a not in infra]
+        public = [*PUBLIC_RESOLVERS, *(a for a, _ in STUN_SERVERS.values()), CHECKIN]
+        out = infra + [a for a in sites if a not in infra]
+        return out + [a for a in public if a not in out]
+
+    def site_addresses(self) -> list[str]:
+        """Addresses that serve the web sites (and the reference object) over HTTP/HTTPS."""
+        infra = {AUTHORITATIVE_DNS, PUBLIC_RESOLVER, DOH_RESOLVER, CONTROL, CHECKIN}
+        infra |= set(PUBLIC_RESOLVERS) | {a for a, _ in STUN_SERVERS.values()}
+        return [a for a in self.service_addresses() if a not in infra]
 
     def zone(self) -> dict[str, list[str]]:
         """Every name the authoritative server answers, with its A records."""
         records = {host: list(h.addresses) for host, h in self.hosts.items()}
         records[REFERENCE_HOST] = [REFERENCE]
+        records[DEFAULT_REFERENCE_NAME] = [REFERENCE]
+        for address, (name, _asn, _org) in PUBLIC_RESOLVERS.items():
+            records[name] = [address]
+        for name in (*DEFAULT_CONTROL_NAMES, TESTBED_CONTROL_NAME):
+            records[name] = [CONTROL]
+        records[DEFAULT_CHECKIN_NAME] = [CHECKIN]
+        for name, (address, _port) in STUN_SERVERS.items():
+            records[name] = [address]
         return records
 
     def addresses_of(self, hosts: list[str] | tuple[str, ...]) -> list[str]:
@@ -117,6 +164,10 @@ class TestbedPlan:
         networks = [
             {"prefix": "192.0.2.0/24", "asn": INFRA_AS[0], "as_org_name": INFRA_AS[1]},
             {"prefix": f"{REFERENCE}/32", "asn": REFERENCE_AS[0], "as_org_name": REFERENCE_AS[1]},
+        ]
+        networks += [
+            {"prefix": f"{address}/32", "asn": asn, "as_org_name": org}
+            for address, (_name, asn, org) in PUBLIC_RESOLVERS.items()
         ]
         seen: set[tuple[str, int]] = set()
         for host in self.hosts.values():

@@ -20,8 +20,9 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from censorwatch.events.platforms import Platform, load_platforms
+from censorwatch.events.stored import REBUILD_HINT
 from censorwatch.model import METHODS, Event
-from censorwatch.store.base import VERDICTS, Filters
+from censorwatch.store.base import VERDICTS, EventFilters, Filters
 from censorwatch.store.filters import FilterError, parse_asn, parse_filters
 from censorwatch.times import naive_utc
 from censorwatch.web import steps as steps_mod
@@ -49,8 +50,6 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-
-_events = views.StoreCache(views.all_events)
 
 
 @cache
@@ -129,25 +128,30 @@ _matrix = views.StoreCache(_latest_matrix)
 def overview(request: Request) -> HTMLResponse:
     store = request.app.state.store
     platforms = _platforms()
-    events = views.ordered_events(_events_of(request))
+    stored = views.all_events(store)
+    events = views.ordered_events(_with_impact(request, stored or []))
     newest, matrix = _matrix.get(store)
     return render(
         "overview.html",
         title="Overview",
         events=_grouped(events, platforms),
+        events_hint=None if stored is not None else REBUILD_HINT,
         matrix=matrix,
         total=store.count(),
         newest=newest,
     )
 
 
-def _events_of(request: Request) -> list[Event]:
-    """Every stored event, national ones with the users on their networks when the app has
-    population estimates."""
+def _with_impact(request: Request, events: list[Event]) -> list[Event]:
+    """National events with the users on their networks, when the app has estimates."""
     from censorwatch.events.population import with_impact
 
-    store = request.app.state.store
-    return with_impact(_events.get(store), getattr(request.app.state, "population", []))
+    return with_impact(events, getattr(request.app.state, "population", []))
+
+
+def _events_of(request: Request, query: EventFilters | None = None) -> list[Event]:
+    """The stored events (matching ``query``), with their impact; none if never built."""
+    return _with_impact(request, request.app.state.store.stored_events(query))
 
 
 def _event_item(
@@ -346,7 +350,7 @@ def network(request: Request, asn: str) -> HTMLResponse:
     ]
     countries = sorted({v["probe_cc"] for v in verdicts})
     platforms = _platforms()
-    events = [e for e in _events_of(request) if asn in e.asns]
+    events = _events_of(request, EventFilters(asn=asn))
     return render(
         "network.html",
         title=f"Network {asn}",

@@ -1,7 +1,8 @@
 """What the explorer shows, computed from verdict records: headlines, the matrix, timelines.
 
-Pure functions over the store's verdict records (``Store.iter_verdicts``) and event records, so
-every page can be checked against the same data the API serves.
+Pure functions over the store's verdict records (``Store.iter_verdicts``) and its stored event
+records (``Store.stored_events``), so every page can be checked against the same data the API
+serves.
 """
 
 from __future__ import annotations
@@ -68,11 +69,15 @@ class StoreCache(Generic[T]):
         return value
 
 
-def all_events(store: Any) -> list[Event]:
-    """Events over every stored verdict, as ``GET /api/v1/events`` computes them."""
-    from censorwatch.events.tracker import detect_events
+def all_events(store: Any) -> list[Event] | None:
+    """Every stored event, as ``GET /api/v1/events`` serves them (read, never re-detected);
+    None when the store has verdicts but its events were never built."""
+    from censorwatch.events.api import events_built
 
-    return detect_events(store.iter_verdicts())
+    events = store.stored_events()
+    if not events and not events_built(store):
+        return None
+    return events
 
 
 def ordered_events(events: Iterable[Event]) -> list[Event]:

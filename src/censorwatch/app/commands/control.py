@@ -103,3 +103,25 @@ def serve(
     )
     server = make_server(control, certfile=certfile, keyfile=keyfile)
     asyncio.run(server.serve(sockets=[sock]))
+
+
+@app.command("stun")
+def stun(
+    listen: Annotated[
+        list[str],
+        typer.Option("--listen", help="HOST:PORT to answer on, UDP (repeatable)."),
+    ],
+) -> None:
+    """Answer STUN Binding requests (RFC 8489): each probe learns its public address."""
+    import asyncio
+
+    from censorwatch.console import service_logging
+    from censorwatch.control.stun_server import serve_forever
+    from censorwatch.probe.dns import parse_hostport
+
+    service_logging()
+    try:
+        where = [parse_hostport(spec, 3478) for spec in listen]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--listen") from exc
+    asyncio.run(serve_forever(where))

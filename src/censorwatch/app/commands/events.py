@@ -1,4 +1,5 @@
-"""``censorwatch events``: verdicts (store or JSONL files) → block events, table or JSONL."""
+"""``censorwatch events``: verdicts (store or JSONL files) → block events, table or JSONL;
+``censorwatch events rebuild --db URL``: detect over a store's history and store the events."""
 
 from __future__ import annotations
 
@@ -26,6 +27,56 @@ def read_verdicts(paths: list[Path], errors: list[str]) -> Iterator[dict[str, An
             yield item.record
         else:
             errors.append(f"{item.source}: {item.error}")
+
+
+#: ``censorwatch events rebuild --db URL``: the one word that is not a verdict file.
+REBUILD = "rebuild"
+
+
+def open_events_writer(store: Any) -> Any:
+    """The store's events writer (``events.stored.StoredEvents``), or None when the store has
+    verdicts but no events yet, or events kept with other detector parameters: then only
+    ``events rebuild`` may build them (it reads all history, which a writer never does
+    unasked)."""
+    from censorwatch.events.stored import EventsNotBuilt, StoredEvents
+
+    try:
+        return StoredEvents.open(store)
+    except (EventsNotBuilt, ValueError):
+        return None
+
+
+def rebuild(db: str, profile: list[Path] | None) -> None:
+    """Detect over every stored verdict, with a progress bar, and store events and state.
+
+    The store is opened for writing: stop a collector serving it first (DuckDB lets one
+    process write a file; two writers of events would overwrite each other's state)."""
+    from rich.progress import MofNCompleteColumn, Progress
+
+    from censorwatch.events.platforms import load_platforms
+    from censorwatch.events.stored import StoredEvents
+    from censorwatch.store import StoreNotFoundError, UnsupportedStoreError, open_store
+
+    platforms = load_platforms(profile) if profile else load_platforms()
+    try:
+        store = open_store(db, create=False)
+    except (StoreNotFoundError, UnsupportedStoreError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--db") from None
+    except Exception as exc:  # DuckDB refuses a file another process is writing
+        raise typer.BadParameter(f"{exc}: is a collector serving it?", param_hint="--db") from None
+    try:
+        total = store.count()
+        columns = [*Progress.get_default_columns(), MofNCompleteColumn()]
+        with Progress(*columns, transient=True) as progress:
+            task = progress.add_task("detecting over verdicts", total=total)
+            writer = StoredEvents.rebuild(
+                store, platforms=platforms, progress=lambda n: progress.advance(task, n)
+            )
+        events = writer.events()
+    finally:
+        store.close()
+    national = sum(e.scope == "national" for e in events)
+    typer.echo(f"{len(events)} events ({national} national) stored from {total} verdicts", err=True)
 
 
 def _bracket(after: str | None, before: str) -> str:
@@ -161,7 +212,16 @@ def events(
         ),
     ] = False,
 ) -> None:
-    """Block events per network and national, with bracketed onset and end."""
+    """Block events per network and national, with bracketed onset and end.
+
+    `censorwatch events rebuild --db URL` instead re-detects over every verdict of the store
+    and stores the events (what the API and the explorer read).
+    """
+    if verdicts and str(verdicts[0]) == REBUILD:
+        if len(verdicts) > 1 or db is None:
+            raise typer.BadParameter("usage: censorwatch events rebuild --db URL")
+        rebuild(str(db), profile)
+        return
     from censorwatch.app.population import estimates_or_exit
     from censorwatch.events.platforms import load_platforms
     from censorwatch.events.population import with_impact

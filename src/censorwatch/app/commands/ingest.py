@@ -17,7 +17,11 @@ import typer
 from censorwatch.app.settings import DEFAULT_ARCHIVE, DEFAULT_DB
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from censorwatch.app.services import Services
     from censorwatch.ingest.ooni import IngestStats
+    from censorwatch.ingest.sources import Selection
 
 app = typer.Typer(help="Import measurements from elsewhere.", no_args_is_help=True)
 
@@ -46,6 +50,12 @@ def ooni(
     ),
     retry_failed: bool = typer.Option(
         False, "--retry-failed", help="Read again the files an earlier run could not finish."
+    ),
+    scheduler: str | None = typer.Option(
+        None,
+        "--scheduler",
+        help="Read and analyse on this Dask scheduler's workers (tcp://HOST:8786); this "
+        "process commits. Needs the `cluster` extra.",
     ),
 ) -> None:
     """Ingest OONI raw measurements; a second run only reads files not yet ingested.
@@ -83,6 +93,9 @@ def ooni(
         raise typer.BadParameter(str(exc), param_hint="--db") from None
     except LogBusyError as exc:
         raise typer.BadParameter(f"{exc}: is the collector running?") from None
+    from censorwatch.app.commands.events import open_events_writer
+
+    events_writer = open_events_writer(services.store)  # before the rows: None if not built
     started = time.perf_counter()
     done = 0
     read = 0
@@ -120,16 +133,25 @@ def ooni(
             refresh()
 
         try:
-            stats = ingest(
-                src,
-                services.pipeline,
-                selection,
-                retry_failed=retry_failed,
-                on_file=lambda f: progress.update(task, description=f.key),
-                on_measurements=advance,
-                on_bytes=advance_bytes,
-                on_problem=lambda problem: typer.echo(str(problem), err=True),
-            )
+            if scheduler is not None:
+                stats = _ingest_on_cluster(
+                    scheduler, source, endpoint_url, selection, services, retry_failed,
+                    fingerprints, asn_db, advance,
+                )  # fmt: skip
+            else:
+                stats = ingest(
+                    src,
+                    services.pipeline,
+                    selection,
+                    retry_failed=retry_failed,
+                    on_file=lambda f: progress.update(task, description=f.key),
+                    on_measurements=advance,
+                    on_bytes=advance_bytes,
+                    on_problem=lambda problem: typer.echo(str(problem), err=True),
+                )
+            if events_writer is not None:
+                progress.update(task, description="updating stored events")
+                events_writer.catch_up()  # only the rows past the events' saved position
         finally:
             total = services.store.count()
             services.close()
@@ -146,8 +168,55 @@ def ooni(
         kinds = ", ".join(f"{n} from {kind}" for kind, n in sorted(stats.by_kind.items()))
         typer.echo(f"by kind of file: {kinds}")
     typer.echo(_problems_line(stats))
+    if events_writer is None:
+        from censorwatch.events.stored import REBUILD_HINT
+
+        typer.echo(f"stored events not updated: {REBUILD_HINT}", err=True)
     if stats.failed:
         raise typer.Exit(1)
+
+
+def _ingest_on_cluster(
+    scheduler: str,
+    source: str,
+    endpoint_url: str | None,
+    selection: Selection,
+    services: Services,
+    retry_failed: bool,
+    fingerprints: Path | None,
+    asn_db: Path | None,
+    advance: Callable[[int], None],
+) -> IngestStats:
+    """The same run with each folder's files read and analysed on a Dask worker; this process
+    commits what comes back through the pipeline (archive, log, store), as ``ingest`` does."""
+    from censorwatch.app.commands.reprocess import analysis_spec
+    from censorwatch.ingest.ooni import IngestStats
+    from censorwatch.reprocess.cluster import ClusterUnreachable, connect
+    from censorwatch.reprocess.run import add_stats, ingest_on_cluster, plan, store_records
+
+    def problem(text: str) -> None:
+        typer.echo(text, err=True)
+
+    planned = plan(
+        source, selection, analysis_spec(fingerprints, asn_db), store_records(services.store),
+        endpoint_url=endpoint_url, record_prefix="", keep_measurements=True,
+        retry_failed=retry_failed, on_problem=problem,
+    )  # fmt: skip
+    retried = sum(services.store.ingested(f.key) for t in planned.tasks for f in t.files)
+    try:
+        with connect(scheduler) as client:
+            typer.echo(f"dashboard: {client.dashboard_link}", err=True)
+            stats = ingest_on_cluster(
+                client, planned.tasks, services.pipeline,
+                on_result=lambda result: advance(result.stats.measurements), on_problem=problem,
+            )  # fmt: skip
+    except ClusterUnreachable as exc:
+        raise typer.BadParameter(str(exc), param_hint="--scheduler") from None
+    add_stats(stats, IngestStats(skipped_files=planned.skipped_files,
+                                 skipped_failed=planned.skipped_failed,
+                                 unsupported=planned.unsupported))  # fmt: skip
+    stats.retried = retried
+    return stats
 
 
 def _problems_line(stats: IngestStats) -> str:

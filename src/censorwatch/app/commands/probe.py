@@ -127,6 +127,23 @@ def probe(
         Path | None,
         typer.Option("--collector-ca", help="Trust anchor (PEM) for the collector's TLS."),
     ] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Configuration file overriding the built-in defaults "
+            "[default: $XDG_CONFIG_HOME/censorwatch/probe.toml if present].",
+            dir_okay=False,
+        ),
+    ] = None,
+    no_defaults: Annotated[
+        bool,
+        typer.Option(
+            "--no-defaults",
+            help="Contact only what options and environment name (no built-in resolvers, "
+            "controls, STUN servers or check-in).",
+        ),
+    ] = False,
 ) -> None:
     """Measure URLs step by step (DNS, TCP, TLS, HTTP, throughput) and compare with a control."""
     from rich.console import Console
@@ -153,10 +170,15 @@ def probe(
             targets += profiles.load(profile)
         except (ValueError, OSError) as exc:
             raise typer.BadParameter(str(exc), param_hint="--profile") from exc
-    if not targets:
-        raise typer.BadParameter("nothing to measure: give --url, --list or --profile")
 
+    from censorwatch.probe import defaults as probe_defaults
+
+    try:
+        defaults = None if no_defaults else probe_defaults.load(config_file)
+    except probe_defaults.ConfigFileError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--config") from exc
     cfg = ProbeConfig.from_env(
+        defaults=defaults,
         system_resolver_opt=system_resolver,
         udp_resolver=resolver_udp,
         doh_url=doh,
@@ -179,6 +201,10 @@ def probe(
             url_deadline=url_deadline,
         ),
     )
+    if not targets and not cfg.checkin_urls:
+        raise typer.BadParameter(
+            "nothing to measure: give --url, --list or --profile (or use the defaults' check-in)"
+        )
     if cfg.control_url and control_client.is_reserved_host(cfg.control_url) and not cfg.testbed:
         raise typer.BadParameter(
             f"{cfg.control_url} is in a private or reserved range; a control must be a public "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -106,6 +107,8 @@ def serve(
         raise typer.BadParameter(str(exc), param_hint="--db") from None
     except LogBusyError as exc:
         raise typer.BadParameter(f"{exc}: is another collector running?") from None
+    if not read_only:
+        _keep_events(services)
     from censorwatch.app.population import estimates_or_exit
 
     app = create_app(
@@ -138,3 +141,16 @@ def serve(
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         services.close()
+
+
+def _keep_events(services: Any) -> None:
+    """Let the collector keep the store's events current as it commits (state from the store).
+    A store that has verdicts but no events is served as it is, and says how to build them."""
+    from censorwatch.events.stored import EventsNotBuilt, StoredEvents
+
+    try:
+        services.pipeline.events = StoredEvents.open(services.store)
+    except EventsNotBuilt as exc:
+        typer.echo(f"warning: {exc}; until then new measurements add no events", err=True)
+    except ValueError as exc:  # a state written with other detector parameters, or damaged
+        typer.echo(f"warning: stored events not kept current: {exc}", err=True)

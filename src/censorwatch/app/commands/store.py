@@ -15,7 +15,10 @@ app = typer.Typer(help="Maintain the measurement database.", no_args_is_help=Tru
 @app.command("rebuild")
 def rebuild(
     db: str = typer.Option(
-        str(DEFAULT_DB), "--db", help="Store to (re)create: duckdb:///path/file.duckdb or a file."
+        str(DEFAULT_DB),
+        "--db",
+        help="Store to (re)create: duckdb:///path/file.duckdb, a file, or a new "
+        "ClickHouse database (clickhouse://HOST:8123/DB).",
     ),
     archive: Path = typer.Option(DEFAULT_ARCHIVE, "--archive", help="Archive directory to read."),
     fingerprints: Path | None = typer.Option(None, "--fingerprints"),
@@ -39,11 +42,15 @@ def rebuild(
     from censorwatch.store import UnsupportedStoreError, parse_store_url
 
     try:
-        target = parse_store_url(db).path
+        parsed = parse_store_url(db)
     except UnsupportedStoreError as exc:
         raise typer.BadParameter(str(exc), param_hint="--db") from None
     if not archive.is_dir():
         raise typer.BadParameter(f"no archive at {archive}")
+    if not parsed.is_file:
+        _rebuild_on_server(db, archive, fingerprints, asn_db, log_dir)
+        return
+    target = parsed.path
     tmp = target.with_name(target.name + ".rebuild")
     for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
         leftover.unlink(missing_ok=True)
@@ -64,6 +71,36 @@ def rebuild(
     typer.echo(
         f"rebuilt {target}: {total} measurements ({recovery.stored} from the archive{logged})"
     )
+
+
+def _rebuild_on_server(
+    db: str, archive: Path, fingerprints: Path | None, asn_db: Path | None, log_dir: Path | None
+) -> None:
+    """A server's store (ClickHouse) cannot be swapped like a file: build into a new database,
+    then point ``--db`` at it."""
+    from censorwatch.app.services import open_services
+    from censorwatch.evidence.log import LogBusyError
+    from censorwatch.store import StoreNotFoundError, UnsupportedStoreError
+
+    try:
+        services = open_services(
+            db, archive, fingerprints=fingerprints, asn_db=asn_db, log_dir=log_dir
+        )
+    except (StoreNotFoundError, UnsupportedStoreError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--db") from None
+    except LogBusyError as exc:
+        raise typer.BadParameter(f"{exc}: stop the collector first") from None
+    with services:
+        held = services.store.count()
+        if held:
+            raise typer.BadParameter(
+                f"{db} already holds {held} measurements; rebuild into a new database",
+                param_hint="--db",
+            )
+        recovery = services.pipeline.recover()
+        total = services.store.count()
+    logged = f"; {recovery.logged} appended to the log" if recovery.logged else ""
+    typer.echo(f"rebuilt {db}: {total} measurements ({recovery.stored} from the archive{logged})")
 
 
 @app.command("optimize")

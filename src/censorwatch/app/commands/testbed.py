@@ -158,6 +158,14 @@ def exec_(
     ctx: typer.Context,
     network: Annotated[str, typer.Argument(help="The network whose probe namespace to use.")],
     tb_id: IdOption = None,
+    defaults: Annotated[
+        bool,
+        typer.Option(
+            "--defaults",
+            help="Set only CENSORWATCH_CA (and the probe host's own XDG folders): the probe "
+            "uses its built-in defaults, STUN and check-in, served by the testbed.",
+        ),
+    ] = False,
 ) -> None:
     """Run a command inside NETWORK's probe namespace: testbed exec AS17557 -- CMD ..."""
     from censorwatch.testbed import manager
@@ -168,7 +176,7 @@ def exec_(
     if not command:
         raise _fail(ValueError("no command given: testbed exec NETWORK -- CMD ..."))
     try:
-        argv, env = manager.exec_argv(_id(tb_id), network, command)
+        argv, env = manager.exec_argv(_id(tb_id), network, command, defaults=defaults)
     except manager.TestbedError as exc:
         raise _fail(exc) from exc
     os.execvpe(argv[0], argv, env)

@@ -67,12 +67,22 @@ def forged_response(
     return response
 
 
-def zone_handler(zone: dict[str, list[str]], *, authoritative: bool) -> Handler:
+def zone_handler(
+    zone: dict[str, list[str]], *, authoritative: bool, whoami: str | None = None
+) -> Handler:
+    """Answers from ``zone``; the name ``whoami``, if given, answers the asker's address (how
+    a probe learns which address its resolver comes from)."""
+
     async def handle(wire: bytes, peer: tuple[str, int]) -> bytes | None:
         try:
             query = dns.message.from_wire(wire)
         except Exception:
             return None
+        if whoami and query.question:
+            name = query.question[0].name.to_text(omit_final_dot=True).lower()
+            if name == whoami:
+                zone_now = {**zone, whoami: [peer[0]]}
+                return answer_from_zone(query, zone_now, authoritative=authoritative).to_wire()
         return answer_from_zone(query, zone, authoritative=authoritative).to_wire()
 
     return handle

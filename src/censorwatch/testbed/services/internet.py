@@ -88,13 +88,13 @@ def make_handler(plan: planmod.TestbedPlan, blob: bytes) -> web.Handler:
 
     async def handle(req: web.Request) -> web.Response:
         local_ip = req.local[0]
-        if local_ip == planmod.DOH_RESOLVER:
+        if local_ip == planmod.DOH_RESOLVER or local_ip in planmod.PUBLIC_RESOLVERS:
             if req.path == "/dns-query":
                 return await doh(req)
             return web.html_page(404, "Not Found", "DNS-over-HTTPS lives at /dns-query.")
         host = req.host or (req.server_name or "")
         if local_ip == planmod.REFERENCE or host == planmod.REFERENCE_HOST:
-            if req.path == planmod.THROUGHPUT_PATH:
+            if req.path in (planmod.THROUGHPUT_PATH, planmod.DEFAULT_REFERENCE_PATH):
                 return throughput()
             return web.html_page(200, "Reference network", "A host that is no target.")
         site = plan.hosts.get(host)
@@ -124,7 +124,7 @@ def make_handler(plan: planmod.TestbedPlan, blob: bytes) -> web.Handler:
 def _certificates(state: TestbedState, plan: planmod.TestbedPlan) -> dict[str, tuple[Path, Path]]:
     certs = state.pki_dir / "sites"
     by_name = {}
-    for host in [*plan.hosts, planmod.REFERENCE_HOST]:
+    for host in [*plan.hosts, planmod.REFERENCE_HOST, planmod.DEFAULT_REFERENCE_NAME]:
         by_name[host] = (certs / f"{host}.pem", certs / f"{host}.key")
     return by_name
 
@@ -133,11 +133,12 @@ async def serve(state: TestbedState) -> None:
     plan = state.plan()
     zone = plan.zone()
     await dnsservice.serve_udp(
-        planmod.AUTHORITATIVE_DNS, 53, dnsservice.zone_handler(zone, authoritative=True)
+        planmod.AUTHORITATIVE_DNS,
+        53,
+        dnsservice.zone_handler(zone, authoritative=True, whoami=planmod.WHOAMI_NAME),
     )
-    await dnsservice.serve_udp(
-        planmod.PUBLIC_RESOLVER, 53, dnsservice.zone_handler(zone, authoritative=False)
-    )
+    for resolver in (planmod.PUBLIC_RESOLVER, *planmod.PUBLIC_RESOLVERS):
+        await dnsservice.serve_udp(resolver, 53, dnsservice.zone_handler(zone, authoritative=False))
     handler = make_handler(plan, throughput_object())
     by_name = _certificates(state, plan)
     default = (state.pki_dir / "sites" / "default.pem", state.pki_dir / "sites" / "default.key")
@@ -145,21 +146,14 @@ async def serve(state: TestbedState) -> None:
     doh_tls = web.server_context(
         state.pki_dir / "sites" / "doh.pem", state.pki_dir / "sites" / "doh.key"
     )
-    web_addresses = [
-        a
-        for a in plan.service_addresses()
-        if a
-        not in (
-            planmod.AUTHORITATIVE_DNS,
-            planmod.PUBLIC_RESOLVER,
-            planmod.CONTROL,
-            planmod.DOH_RESOLVER,
-        )
-    ]
+    web_addresses = plan.site_addresses()
     for address in web_addresses:
         await web.serve_http(address, 80, handler)
         await web.serve_http(address, 443, handler, tls)
     await web.serve_http(planmod.DOH_RESOLVER, 443, handler, doh_tls)
+    for address, (name, _asn, _org) in planmod.PUBLIC_RESOLVERS.items():
+        files = (state.pki_dir / "sites" / f"{name}.pem", state.pki_dir / "sites" / f"{name}.key")
+        await web.serve_http(address, 443, handler, web.server_context(*files))
     quic_cert = (state.pki_dir / "sites" / "quic.pem", state.pki_dir / "sites" / "quic.key")
     for address in web_addresses:
         await quic.serve_h3(address, *quic_cert, page=lambda host, path: h3_page(plan, host, path))
