@@ -1,8 +1,10 @@
 """``censorwatch reprocess`` on a real Dask cluster: a scheduler and two workers on loopback.
 
-The rows equal those of a single-process ``ingest ooni`` over the same bucket (every layout),
-a second run does nothing, a corrupt file is named and skipped, a worker killed mid-run loses
-nothing, and the Parquet parts read back with DuckDB partitioned by day and country."""
+The rows (in DuckDB, in the Parquet parts, and in a ClickHouse store the workers write
+themselves) equal those of a single-process ``ingest ooni`` over the same bucket (every
+layout), as do those of ``ingest ooni --scheduler`` and of a reprocess of the archive; a second
+run does nothing, a corrupt file is named and skipped, and a worker killed mid-run loses
+nothing."""
 
 from __future__ import annotations
 
@@ -186,7 +188,7 @@ def many_files(bucket: Path, files: int, per_file: int) -> int:
 
 def test_a_worker_killed_mid_run_loses_nothing(tmp_path: Path, cluster: DaskCluster):
     bucket = tmp_path / "bucket"
-    total = many_files(bucket, 48, 10)
+    total = many_files(bucket, 48, 20)
     db, out = tmp_path / "cluster.duckdb", tmp_path / "parquet"
     proc = subprocess.Popen(
         command("reprocess", bucket, "--scheduler", cluster.address, "--db", db, "--out", out),
@@ -207,3 +209,24 @@ def test_a_worker_killed_mid_run_loses_nothing(tmp_path: Path, cluster: DaskClus
     assert len(rows) == total == len({uid for uid, *_ in rows})
     parts = parquet_rows(out)
     assert len(parts) == total == len({uid for uid, *_ in parts})
+
+
+def test_workers_write_a_clickhouse_store_themselves(
+    tmp_path: Path, cluster: DaskCluster, clickhouse_url: str
+):
+    from censorwatch.store import open_store
+    from censorwatch.store.base import Filters
+
+    bucket = tmp_path / "bucket"
+    build_bucket(bucket)
+    run("reprocess", bucket, "--scheduler", cluster.address, "--db", clickhouse_url)
+    store = open_store(clickhouse_url, read_only=True)
+    try:
+        rows = sorted(
+            (r.measurement_uid, r.verdict, r.method, r.confidence) for r in store.scan(Filters())
+        )
+    finally:
+        store.close()
+    assert rows == single_process(tmp_path, bucket)
+    again = run("reprocess", bucket, "--scheduler", cluster.address, "--db", clickhouse_url)
+    assert "from 0 files" in again.stdout  # the workers recorded the files in the server store
