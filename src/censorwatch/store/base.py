@@ -9,7 +9,7 @@ them. The contract asks nothing a column store lacks: no multi-statement transac
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Literal
@@ -87,6 +87,20 @@ Axis = Literal[
 Grain = Literal["hour", "day", "week", "month", "year"]
 
 _json_encode = msgspec.json.Encoder().encode
+
+
+def axis_expression(axis: str, time_grain: str, truncate: Callable[[str], str]) -> str:
+    """The SQL an aggregation axis groups by, checked against ``AXES`` and ``TIME_GRAINS``;
+    ``truncate(grain)`` is the backend's spelling of ``measurement_start_time`` cut to it."""
+    if axis not in AXES:
+        raise ValueError(f"unknown axis {axis!r}; expected one of {', '.join(AXES)}")
+    if axis == "measurement_start_day":
+        if time_grain not in TIME_GRAINS:
+            raise ValueError(f"unknown time_grain {time_grain!r}")
+        return truncate(time_grain)
+    if axis == "blocking_type":
+        return "method"
+    return axis
 
 
 def _text(value: Any) -> str:

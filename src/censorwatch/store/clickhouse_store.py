@@ -28,17 +28,16 @@ import msgspec
 from censorwatch.model import METHODS, Event
 from censorwatch.store import clickhouse_schema as schema
 from censorwatch.store.base import (
-    AXES,
     COLUMNS,
     EXPORT_FORMATS,
     ORDER_COLUMNS,
-    TIME_GRAINS,
     VERDICTS,
     ArchiveLocation,
     EventFilters,
     Filters,
     MeasurementRow,
     Store,
+    axis_expression,
 )
 from censorwatch.store.clickhouse_transport import Transport
 from censorwatch.store.errors import UnsupportedStoreError
@@ -138,16 +137,8 @@ def where_clause(filters: Filters) -> str:
     return (" WHERE " + " AND ".join(clauses)) if clauses else ""
 
 
-def axis_expression(axis: str, time_grain: str) -> str:
-    if axis not in AXES:
-        raise ValueError(f"unknown axis {axis!r}; expected one of {', '.join(AXES)}")
-    if axis == "measurement_start_day":
-        if time_grain not in TIME_GRAINS:
-            raise ValueError(f"unknown time_grain {time_grain!r}")
-        return f"{_GRAIN_FUNCTIONS[time_grain]}(measurement_start_time)"
-    if axis == "blocking_type":
-        return "method"
-    return axis
+def _truncate(grain: str) -> str:
+    return f"{_GRAIN_FUNCTIONS[grain]}(measurement_start_time)"
 
 
 def order_expression(order_by: str) -> str:
@@ -419,7 +410,7 @@ class ClickHouseStore(Store):
         axes = [a for a in (axis_x, axis_y) if a]
         if len(set(axes)) != len(axes):
             raise ValueError("axis_x and axis_y must differ")
-        exprs = [axis_expression(a, time_grain) for a in axes]
+        exprs = [axis_expression(a, time_grain, _truncate) for a in axes]
         counts = {f"{v}_count": f"verdict = '{v}'" for v in VERDICTS}
         counts["confirmed_count"] = "confirmed = 1"
         # OONI's anomaly_count leaves out what confirmed_count counts.

@@ -20,18 +20,17 @@ import msgspec
 from censorwatch.model import METHODS, Event
 from censorwatch.store import schema
 from censorwatch.store.base import (
-    AXES,
     COLUMNS,
     EXPORT_FORMATS,
     ORDER_COLUMNS,
     PUBLIC_COLUMNS,
-    TIME_GRAINS,
     VERDICTS,
     ArchiveLocation,
     EventFilters,
     Filters,
     MeasurementRow,
     Store,
+    axis_expression,
 )
 from censorwatch.times import rfc3339
 
@@ -114,16 +113,8 @@ def where_clause(filters: Filters) -> tuple[str, list[Any]]:
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def axis_expression(axis: str, time_grain: str) -> str:
-    if axis not in AXES:
-        raise ValueError(f"unknown axis {axis!r}; expected one of {', '.join(AXES)}")
-    if axis == "measurement_start_day":
-        if time_grain not in TIME_GRAINS:
-            raise ValueError(f"unknown time_grain {time_grain!r}")
-        return f"date_trunc('{time_grain}', measurement_start_time)"
-    if axis == "blocking_type":
-        return "method"
-    return axis
+def _truncate(grain: str) -> str:
+    return f"date_trunc('{grain}', measurement_start_time)"
 
 
 def order_expression(order_by: str) -> str:
@@ -304,7 +295,7 @@ class DuckDBStore(Store):
         axes = [a for a in (axis_x, axis_y) if a]
         if len(set(axes)) != len(axes):
             raise ValueError("axis_x and axis_y must differ")
-        exprs = [axis_expression(a, time_grain) for a in axes]
+        exprs = [axis_expression(a, time_grain, _truncate) for a in axes]
         conditions = [f"verdict = '{v}'" for v in VERDICTS]
         conditions.append("confirmed")
         # OONI's anomaly_count leaves out what confirmed_count counts: the four of OONI's
