@@ -18,7 +18,9 @@ APT_PACKAGES=(iproute2 iptables nftables dnsmasq-base libnetfilter-queue-dev lib
               # The evidence report's PDF (WeasyPrint renders with Pango) and its tests (pdftotext).
               libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core poppler-utils
               # The ClickHouse store's tests run Debian's server (18.16) on their own ports.
-              clickhouse-server)
+              clickhouse-server
+              # deploy/'s unit is checked with systemd-analyze (verify, security --offline).
+              systemd)
 
 log() { printf '\033[1m[censorwatch]\033[0m %s\n' "$*" >&2; }
 

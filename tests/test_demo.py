@@ -43,6 +43,7 @@ def test_demo_runs_the_whole_flow(tmp_path: Path) -> None:
     national = [e for e in events if e["scope"] == "national" and e["target"] == "x"]
     assert len(national) == 1 and set(national[0]["asns"]) == BLOCKING
     assert not [e for e in events if OPEN in e["asns"]]
+    assert_the_national_event_says_what_still_gets_through(national[0], proc.stdout)
     assert_the_bundle_holds_the_whole_event(out, national[0], verdicts)
     verify = subprocess.run(
         [
@@ -70,6 +71,23 @@ def test_demo_runs_the_whole_flow(tmp_path: Path) -> None:
     with pytest.raises(httpx.HTTPError):  # the demo stopped its witness
         httpx.get(witness_url, timeout=2)
     assert not list(Path("/run/censorwatch/testbed").glob("cwdemo")), "the demo tears down"
+
+
+def assert_the_national_event_says_what_still_gets_through(event: dict, stdout: str) -> None:
+    """Every blocking network's probes tried ways around the block, and the matrix says, per
+    network, what the scenario's censor leaves open: no SNI or HTTP/3 past the TLS reset on
+    AS17557, DoH past the injected answers on AS9541."""
+    by_network = event["workarounds_by_network"]
+    assert set(by_network) == BLOCKING, sorted(by_network)
+    assert all(by_network[asn] for asn in BLOCKING)
+    works = {
+        asn: {f for f, c in tally.items() if c["works"] >= c["fails"] and c["works"]}
+        for asn, tally in by_network.items()
+    }
+    assert works["AS17557"] & {"no_sni", "http3"}, by_network["AS17557"]
+    assert "doh" in works["AS9541"], by_network["AS9541"]
+    assert "What still gets through, network by network" in stdout
+    assert event["workarounds_summary"].startswith("x blocked in PK on 4 networks")
 
 
 def assert_the_bundle_holds_the_whole_event(out: Path, event: dict, verdicts: list[dict]) -> None:

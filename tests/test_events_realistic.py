@@ -58,16 +58,35 @@ def test_isolated_blocked_measurements_across_a_gap_open_nothing() -> None:
     records = [
         *before,
         rec(stray_1, "a", "blocked", "tls.reset"),
-        rec(stray_2, "b", "blocked", "dns.nxdomain"),
+        rec(stray_2, "b", "blocked", "tls.reset"),
         *normal(stray_2 + H, 5, ["a", "b", "c"], 2 * H),
     ]
     assert events(records) == []
     # The same two measurements an hour apart do corroborate each other: a gap is what
     # separates them, not their number.
     close = [*before, rec(stray_1, "a", "blocked", "tls.reset")]
-    close += [rec(stray_1 + H, "b", "blocked", "dns.nxdomain")]
+    close += [rec(stray_1 + H, "b", "blocked", "tls.reset")]
     close += normal(stray_1 + 2 * H, 5, ["a", "b", "c"], 2 * H)
     assert len(events(close)) == 1
+
+
+def test_coincident_failures_that_disagree_on_the_method_open_nothing() -> None:
+    """Two vantages failing an hour apart, one by a reset and one by NXDOMAIN, are two strays:
+    a censor does one thing to a target on a network. Agreeing, they open an event."""
+    before = normal(T0, 5, ["a", "b", "c"], 2 * H)
+    at = T0 + 5 * DAY
+
+    def pair(first: str, second: str) -> list[dict]:
+        return [
+            *before,
+            rec(at, "a", "blocked", first),
+            rec(at + H, "b", "blocked", second),
+            *normal(at + 2 * H, 5, ["a", "b", "c"], 2 * H),
+        ]
+
+    assert events(pair("tls.reset", "dns.nxdomain")) == []
+    assert events(pair("tcp.timeout", "dns.failure")) == []
+    assert len(events(pair("dns.nxdomain", "dns.nxdomain"))) == 1
 
 
 def block_with_vpn(start: datetime, days: float, vpn_every: int = 3) -> list[dict]:

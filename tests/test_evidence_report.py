@@ -295,3 +295,54 @@ def test_the_timeline_is_the_explorers_with_one_dot_per_measurement(shared_data)
     xs.sort()
     gaps = [b[1] - a[1] for a, b in itertools.pairwise(xs)]
     assert all(g > 0 for g in gaps) and max(gaps) - min(gaps) < 0.3
+
+
+def test_the_report_states_what_still_gets_through_per_network(shared_data) -> None:
+    """An event detected by the events stage from real analysed measurements that carry the
+    probe's attempts: the report gives its sentence and, per network, each technique's count."""
+    from censorwatch.events import EventTracker
+
+    base = load("tlsBlockingConnectionResetWithConsistentDNS")
+    title = base["test_keys"]["control"]["http_request"]["title"]
+    page_ok = {"status_code": 200, "title": title, "certificate_valid": True}
+    tried = {
+        "AS9541": [{"technique": "no_sni", **page_ok, "certificate_valid": False},
+                   {"technique": "udp:9.9.9.9:53", "failure": "connection_reset"}],
+        "AS17557": [{"technique": "no_sni", "failure": "connection_reset"},
+                    {"technique": "http3", **page_ok}],
+    }  # fmt: skip
+    measurements = []
+    for rnd in range(3):
+        for asn, steps_tried in tried.items():
+            m = copy.deepcopy(base)
+            m.update(probe_asn=asn, report_id=f"r-{asn}-{rnd}", probe_cc="PK")
+            m["measurement_start_time"] = f"2024-02-17 {6 + rnd:02d}:00:00"
+            m["test_keys"]["x_workarounds"] = steps_tried
+            m["measurement_uid"] = derive_measurement_uid(m)
+            measurements.append(m)
+    verdicts = [analyze(m).to_record() for m in measurements]
+    assert all(v["verdict"] == "blocked" and v["workarounds"] for v in verdicts)
+    tracker = EventTracker(platforms=[])
+    tracker.update(verdicts)
+    (event,) = [e.to_record() for e in tracker.events() if e.scope == "national"]
+    page = render_report(
+        manifest=MANIFEST, event=event, measurements=measurements, verdicts=verdicts, tree_head=HEAD
+    )
+    section = page[page.index("<h2>What still gets through</h2>") :]
+    section = section[: section.index("</table>")]
+    assert html.escape(event["workarounds_summary"]) in section
+    rows = {
+        re.findall(r"<td>([^<]*)</td>", r)[0]: re.findall(r"<td>([^<]*)</td>", r)[1:]
+        for r in re.findall(r"<tr><td>.*?</tr>", section)
+    }
+    columns = re.findall(r"<th>([^<]*)</th>", section)[1:]
+    assert columns == ["another UDP resolver", "TLS without SNI", "HTTP/3 (QUIC)"]
+    assert rows == {
+        "AS9541": ["fails (3 of 3 measurements)", "works (3 of 3 measurements)", "not tried"],
+        "AS17557": ["not tried", "fails (3 of 3 measurements)", "works (3 of 3 measurements)"],
+    }
+    # An event from before the counts existed has no such section.
+    bare = {k: v for k, v in event.items() if not k.startswith("workarounds")}
+    assert "What still gets through" not in render_report(
+        manifest=MANIFEST, event=bare, measurements=measurements, verdicts=verdicts, tree_head=HEAD
+    )

@@ -45,7 +45,7 @@ FAST = ["--dns-timeout", "2", "--connect-timeout", "2", "--tls-timeout", "2"]
 def _defaults_command(tb: RunningTestbed, asn: str, *probe_args: str) -> list[str]:
     return [
         sys.executable, "-m", "censorwatch", "testbed", "exec", asn, "--id", tb.id, "--defaults",
-        "--", "censorwatch", "probe", "--ca", str(tb.state.ca_file), *probe_args,
+        "--", "censorwatch", "probe", "--yes", "--ca", str(tb.state.ca_file), *probe_args,
     ]  # fmt: skip
 
 

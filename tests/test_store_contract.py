@@ -77,21 +77,35 @@ def chdb_transport(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 class Backend:
     name: str
     open: Callable[..., Store]  # open(read_only=False, create=True)
+    # ClickHouse: open(migrations, read_only=False), the store at a given schema version
+    open_at: Callable[..., Store] | None = None
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    from censorwatch.store.clickhouse_store import ClickHouseStore
+
     if request.param == "duckdb":
         path = tmp_path / "cw.duckdb"
         return Backend("duckdb", lambda **kw: open_store(path, **kw))
     if request.param == "clickhouse":
-        url = request.getfixturevalue("clickhouse_url")
-        return Backend("clickhouse", lambda **kw: open_store(url, **kw))
-    from censorwatch.store.clickhouse_store import ClickHouseStore
+        from censorwatch.store.clickhouse_transport import HTTPTransport
 
+        url = request.getfixturevalue("clickhouse_url")
+        server, database = url.removeprefix("clickhouse://").split("/")
+
+        def at_version(migrations: Any, **kw: Any) -> Store:
+            transport = HTTPTransport(f"http://{server}/")
+            return ClickHouseStore(transport, database, migrations=migrations, **kw)
+
+        return Backend("clickhouse", lambda **kw: open_store(url, **kw), at_version)
     shared = _SharedTransport(request.getfixturevalue("chdb_transport"))
     database = f"contract_{next(_CHDB_NAMES)}"
-    return Backend("chdb", lambda **kw: ClickHouseStore(shared, database, **kw))
+    return Backend(
+        "chdb",
+        lambda **kw: ClickHouseStore(shared, database, **kw),
+        lambda migrations, **kw: ClickHouseStore(shared, database, migrations=migrations, **kw),
+    )
 
 
 def make_rows() -> list[MeasurementRow]:
@@ -129,6 +143,15 @@ def make_rows() -> list[MeasurementRow]:
                 source="collector" if i % 4 else "ooni",
                 archive_segment=f"seg-{1 + i // 20:08d}.jsonl.gz",
                 archive_offset=2**40 + i * 1000,
+                workarounds=(
+                    {
+                        "doh:dns.google": {"status": "works", "reason": f"HTTP 200 'X' {i}"},
+                        "no_sni": {"status": "fails", "reason": 'reset \\ "q" Ünï'},
+                        "ech": {"status": "not tried", "reason": "no TLS library\noffers it"},
+                    }
+                    if verdict == "blocked"
+                    else None
+                ),
             )
         )
     rows.append(
@@ -418,6 +441,70 @@ def test_optimize_keeps_every_answer(filled: Store) -> None:
     assert filled.row(ROWS[5].measurement_uid) == ROWS[5]
 
 
+def test_rows_keep_their_circumvention_summary(filled: Store) -> None:
+    """The summary round-trips as the mapping it was, and is in the verdict record only when
+    the row has one (as ``Verdict.to_record`` leaves it out)."""
+    with_summary = [r for r in ROWS if r.workarounds]
+    assert with_summary and len(with_summary) < len(ROWS)
+    for original in ROWS:
+        record = filled.row(original.measurement_uid).verdict_record()  # type: ignore[union-attr]
+        assert record.get("workarounds") == original.workarounds
+    published = filled.get(with_summary[0].measurement_uid)
+    assert published is not None and json.loads(published["workarounds"]) == (
+        with_summary[0].workarounds
+    )
+    assert published["source"] == with_summary[0].source  # the columns still line up
+
+
+def test_a_store_made_before_the_summary_column_gains_it(backend: Backend, tmp_path: Path) -> None:
+    """An old store keeps its rows (their summary NULL) and takes new ones with a summary;
+    opening it again (the column's migration met a second time) changes nothing."""
+    blocked = next(r for r in ROWS if r.workarounds)
+    plain = next(r for r in ROWS if not r.workarounds)
+    if backend.name == "duckdb":
+        from censorwatch.store import schema
+
+        path = tmp_path / "old.duckdb"
+        ddl = schema.MEASUREMENTS.replace(",\n    workarounds            VARCHAR", "")
+        assert "workarounds" not in ddl and ddl != schema.MEASUREMENTS
+        with duckdb.connect(str(path)) as con:  # the table as a store before the column made it
+            con.execute(ddl)
+            old = plain.as_tuple()[:-1]
+            con.execute(f"INSERT INTO measurements VALUES ({', '.join('?' * len(old))})", old)
+        with open_store(path, read_only=True) as store:  # read-only: never migrated, reads NULL
+            assert store.row(plain.measurement_uid) == plain
+
+        def reopen() -> Store:
+            return open_store(path)
+    else:
+        from censorwatch.store import clickhouse_schema
+
+        assert [m.version for m in clickhouse_schema.MIGRATIONS][:2] == [1, 2]
+        from censorwatch.store.clickhouse_store import encode_row
+
+        with backend.open_at(clickhouse_schema.MIGRATIONS[:1]) as store:
+            assert store.schema_version == 1  # type: ignore[attr-defined]
+            record = json.loads(encode_row(plain))  # the row as the code of version 1 wrote it
+            assert record.pop("workarounds") is None
+            store.transport.execute(  # type: ignore[attr-defined]
+                f"INSERT INTO {store.db}.measurements ({', '.join(record)}) "  # type: ignore[attr-defined]
+                "FORMAT JSONEachRow",
+                json.dumps(record).encode(),
+            )
+
+        def reopen() -> Store:
+            return backend.open_at(clickhouse_schema.MIGRATIONS)
+
+    with reopen() as store:
+        assert store.row(plain.measurement_uid) == plain
+        store.add([blocked])
+        assert store.row(blocked.measurement_uid) == blocked
+    with reopen() as store:
+        assert sorted(store.uids()) == sorted([plain.measurement_uid, blocked.measurement_uid])
+        found = store.row(blocked.measurement_uid)
+        assert found is not None and found.workarounds == blocked.workarounds
+
+
 def test_reading_a_missing_store_says_so_and_creates_nothing(backend: Backend) -> None:
     with pytest.raises(StoreNotFoundError, match="no store at"):
         backend.open(read_only=True)
@@ -500,3 +587,131 @@ def test_scan_from_streams_in_archive_order(filled: Store, monkeypatch) -> None:
         r.measurement_uid for r in wanted
     ]
     assert list(filled.scan_from(ArchiveLocation("seg-99999999.jsonl.gz", 0))) == []
+
+
+# -- people's reports ---------------------------------------------------------------------------
+
+
+def make_people_reports() -> list[Any]:
+    """Reports over hours, networks and targets, with quotes, markup and non-ASCII notes."""
+    from censorwatch.store.base import REPORT_FAILURES, PeopleReport
+
+    start = datetime(2024, 2, 16, 22)
+    out = []
+    for i in range(40):
+        out.append(
+            PeopleReport(
+                hour=start + timedelta(hours=i % 7),
+                probe_cc=["PK", "IR"][i % 2],
+                probe_asn=["AS17557", "AS9541", "AS45595"][i % 3],
+                target=["x", "https://x.com/", "telegram", "https://q.example/?a='1'"][i % 4],
+                failure=REPORT_FAILURES[i % len(REPORT_FAILURES)],
+                note=None if i % 3 else f"<b>note {i}</b> 'quoted' \\ Ünïcödé\nline",
+            )
+        )
+    return out
+
+
+def _report_matches(q: Any, r: Any) -> bool:
+    """A plain-Python reading of ``ReportFilters``."""
+    for name in ("probe_cc", "probe_asn", "target"):
+        wanted, value = getattr(q, name), getattr(r, name)
+        if wanted is not None and not (
+            value in wanted if isinstance(wanted, tuple) else value == wanted
+        ):
+            return False
+    return (q.since is None or r.hour >= q.since) and (q.until is None or r.hour < q.until)
+
+
+def test_people_reports_are_counted_per_network_target_and_hour(backend: Backend) -> None:
+    from collections import Counter
+
+    from censorwatch.store.base import ReportCount, ReportFilters
+
+    reports = make_people_reports()
+    with backend.open() as store:
+        assert store.people_report_counts() == [] and store.people_reports() == []
+        store.add_people_reports([])
+        store.add_people_reports(reports[:25])
+        store.add_people_reports(reports[25:])
+        queries = [
+            ReportFilters(),
+            ReportFilters(probe_cc="PK"),
+            ReportFilters(probe_asn=("AS9541", "AS45595"), target="x"),
+            ReportFilters(target=("https://q.example/?a='1'",), since=datetime(2024, 2, 17, 1)),
+            ReportFilters(until=datetime(2024, 2, 17), probe_asn="AS17557"),
+            ReportFilters(target=()),
+        ]
+        for q in queries:
+
+            def wanted(r: Any, q: Any = q) -> bool:
+                return _report_matches(q, r)
+
+            tally = Counter(
+                (r.probe_cc, r.probe_asn, r.target, r.hour) for r in reports if wanted(r)
+            )
+            expected = [
+                ReportCount(cc, asn, target, hour, n)
+                for (cc, asn, target, hour), n in sorted(
+                    tally.items(), key=lambda kv: (kv[0][3], kv[0][0], kv[0][1], kv[0][2])
+                )
+            ]
+            assert store.people_report_counts(q) == expected, q
+            got = store.people_reports(q, limit=1000)
+            assert sorted(got, key=repr) == sorted(
+                [r for r in reports if wanted(r)], key=repr
+            )  # every field back exactly
+            assert [r.hour for r in got] == sorted((r.hour for r in got), reverse=True)
+        assert len(store.people_reports(limit=3)) == 3
+
+
+def test_people_reports_come_back_in_an_order_that_hides_arrival(backend: Backend) -> None:
+    """Within an hour a read orders by content, so which report came first is not told."""
+    reports = make_people_reports()
+    with backend.open() as store:
+        store.add_people_reports(list(reversed(reports)))
+        got = store.people_reports(limit=1000)
+    by_content = sorted(
+        reports,
+        key=lambda r: (-r.hour.timestamp(), r.target, r.failure, r.note is not None,
+                       r.note or "", r.probe_cc, r.probe_asn),
+    )  # fmt: skip
+    assert got == by_content
+
+
+def test_people_reports_table_is_added_to_an_older_store(backend: Backend, tmp_path: Path) -> None:
+    from censorwatch.store.base import ReportFilters
+
+    reports = make_people_reports()
+    if backend.name == "duckdb":
+        path = tmp_path / "cw.duckdb"
+        with open_store(path) as store:
+            store.add(ROWS[:2])
+        with duckdb.connect(str(path)) as con:  # a store from before the table
+            con.execute("DROP TABLE people_reports")
+        with open_store(path, read_only=True) as store:  # never migrated: reads none
+            assert store.people_report_counts() == [] and store.people_reports() == []
+
+        def reopen() -> Store:
+            return open_store(path)
+    else:
+        from censorwatch.store import clickhouse_schema
+
+        assert [m.version for m in clickhouse_schema.MIGRATIONS] == [1, 2, 3]
+        assert backend.open_at is not None
+        with backend.open_at(clickhouse_schema.MIGRATIONS[:2]) as store:
+            store.add(ROWS[:2])
+            tables = store.transport.execute(  # type: ignore[attr-defined]
+                f"EXISTS TABLE {store.db}.people_reports"  # type: ignore[attr-defined]
+            )
+            assert tables.strip() == b"0"
+        # The versions listed out of order still apply in order.
+        shuffled = tuple(reversed(clickhouse_schema.MIGRATIONS))
+
+        def reopen() -> Store:
+            return backend.open_at(shuffled)  # type: ignore[misc]
+
+    with reopen() as store:
+        store.add_people_reports(reports)
+        assert store.count() == 2
+        assert sum(c.reports for c in store.people_report_counts(ReportFilters())) == len(reports)

@@ -96,6 +96,19 @@ def test_overview_matrix_shows_latest_verdict_per_network(served: Served) -> Non
     assert ">AS197207</a>" in table  # the QA measurements' second country
 
 
+def test_overview_of_one_country_keeps_its_networks_and_events_only(served: Served) -> None:
+    text = get(served, "/explorer?probe_cc=pk").text
+    table = text[text.index('<table class="matrix">') :]
+    assert all(f">{asn}</a></td>" in table for asn in NETWORKS)
+    assert ">AS197207</a>" not in table
+    assert all(
+        f"/explorer/events/{e['event_id']}" in text for e in api_events(served) if e["cc"] == "PK"
+    )
+    assert 'href="/explorer?probe_cc=PK"' in get(served, "/explorer").text
+    bad = get(served, "/explorer?probe_cc=Pakistan")
+    assert bad.status_code == 400 and "two-letter country code" in bad.text
+
+
 def test_event_page_brackets_timeline_and_evidence(served: Served) -> None:
     event = x_national(served)
     page = get(served, f"/explorer/events/{event['event_id']}")
@@ -264,3 +277,78 @@ def test_censorwatch_serve_includes_the_explorer(tmp_path: Path) -> None:
         assert httpx.get(server.url + "/api/v1/measurements", timeout=30).status_code == 200
     finally:
         server.stop()
+
+
+def matrix_cells(text: str) -> dict[str, dict[str, tuple[str, str]]]:
+    """Row label -> column words -> (status, counts text) of the what-still-works matrix."""
+    table = text[text.index('<table class="matrix workarounds">') :]
+    table = table[: table.index("</table>")]
+    columns = [html.unescape(c) for c in re.findall(r"<th>([^<]+)</th>", table)[1:]]
+    out = {}
+    for row in re.findall(r"<tr>\s*<td>(.*?)</tr>", table, re.S):
+        label = re.sub(r"<[^>]+>", "", row.split("</td>", 1)[0]).strip()
+        cells = re.findall(r'<td class="cell[^"]*"[^>]*>(.*?)</td>', row, re.S)
+        out[label] = {
+            column: (
+                re.sub(r".*<strong>(.*)</strong>.*", r"\1", cell, flags=re.S)
+                if "<strong>" in cell
+                else "not tried",
+                re.sub(r".*<small>(.*)</small>.*", r"\1", cell, flags=re.S)
+                if "<small>" in cell
+                else "",
+            )
+            for column, cell in zip(columns, cells, strict=True)
+        }
+    return out
+
+
+def test_event_page_shows_what_still_gets_through_per_network(served: Served) -> None:
+    from web_helpers import WORKAROUNDS
+
+    event = x_national(served)
+    text = get(served, f"/explorer/events/{event['event_id']}").text
+    assert "What still gets through" in text
+    assert html.escape(event["workarounds_summary"]) in text
+    cells = matrix_cells(text)
+    assert set(cells) == set(WORKAROUNDS) == set(event["workarounds_by_network"])
+    for asn, tried in WORKAROUNDS.items():
+        # Every blocked measurement of X on the network in the event carried the same steps.
+        blocked = sum(blocked_at(asn, r) for r in range(ROUNDS)) * len(HOSTS)
+        counts = event["workarounds_by_network"][asn]
+        assert {family: sum(c.values()) for family, c in counts.items()} == {
+            s["technique"].split(":")[0]: blocked for s in tried
+        }
+        row = cells[asn]
+        assert row["plain HTTP"] == ("fails", f"fails {blocked}")
+        assert row["HTTP/3 (QUIC)"] == ("works", f"works {blocked}")
+    assert cells["AS17557"]["Encrypted ClientHello"][0] == "not tried"
+    assert cells["AS17557"]["a front (the platform's other host in the SNI)"] == ("not tried", "")
+    assert cells["AS9541"]["a front (the platform's other host in the SNI)"][0] == "works"
+    assert "works: HTTP/3" in event["workarounds_summary"]
+
+
+def test_measurement_and_network_pages_show_the_summary(served: Served) -> None:
+    uid = served.uid_of(lambda m: m["probe_asn"] == "AS9541" and "x_workarounds" in m["test_keys"])
+    text = get(served, f"/explorer/measurements/{uid}").text
+    section = text[text.index("What still gets through") :]
+    for words, status in (("plain HTTP", "fails"), ("HTTP/3 (QUIC)", "works")):
+        assert re.search(rf"<td>{re.escape(words)}</td><td class=\"v-\w+\">{status}</td>", section)
+    assert "connection_reset" in section
+    # The network page: one matrix row per blocked target there, linking to its event.
+    page = get(served, "/explorer/networks/AS9541").text
+    cells = matrix_cells(page)
+    events = [e for e in api_events(served, probe_asn="AS9541", scope="network")]
+    assert len(cells) == len(events) and all(
+        f'href="/explorer/events/{e["event_id"]}"' in page for e in events
+    )
+    assert all(row["plain HTTP"][0] == "fails" for row in cells.values())
+
+
+def test_measurements_api_carries_the_summary_the_page_shows(served: Served) -> None:
+    uid = served.uid_of(lambda m: m["probe_asn"] == "AS9541" and "x_workarounds" in m["test_keys"])
+    rows = get(served, "/api/v1/measurements", probe_asn="AS9541", limit=1000).json()["results"]
+    (row,) = [r for r in rows if r["measurement_uid"] == uid]
+    summary = row["workarounds"]
+    assert summary["http3"]["status"] == "works" and summary["plain_http"]["status"] == "fails"
+    plain = get(served, "/api/v1/measurements", probe_asn="AS9541", verdict="ok").json()
+    assert all(r["workarounds"] is None for r in plain["results"])

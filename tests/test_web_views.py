@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from datetime import datetime, timedelta
 from xml.etree import ElementTree
 
@@ -122,6 +123,24 @@ def test_matrix_cells_hold_the_latest_verdict_per_host(verdicts) -> None:
         assert cell.latest.when <= newest and cell.latest.when >= newest[:13]
 
 
+def test_bounded_matrix_keeps_the_most_blocked_networks_and_counts_the_rest(verdicts) -> None:
+    full = views.build_matrix(verdicts, load_platforms())
+    blocked = {asn for _, asn, cells in full.rows if cells["x"].blocked}
+    assert 0 < len(blocked) < len(full.rows)
+    view = views.bounded(full, max_rows=len(blocked), max_columns=1)
+    assert {asn for _, asn, _ in view.rows} == blocked
+    assert view.hidden_rows == len(full.rows) - len(blocked) and view.hidden_columns == 0
+    assert [r[:2] for r in view.rows] == sorted(r[:2] for r in view.rows)  # country order
+    assert (
+        views.bounded(full, 1000, 0).columns == []
+        and views.bounded(full, 1000, 0).hidden_columns == 1
+    )
+    other = {cc for cc, _, _ in full.rows} - {"PK"}
+    for cc in other:
+        assert {r[0] for r in views.bounded(full, 1000, 10, cc).rows} == {cc}
+    assert views.bounded(full, 1000, 10, "ZZ").rows == []
+
+
 def test_network_history_counts(verdicts) -> None:
     history = views.network_history(v for v in verdicts if v["probe_asn"] == "AS17557")
     assert [t.host for t in history] == sorted(HOSTS)  # both blocked now; ties by name
@@ -156,3 +175,43 @@ def test_dense_timelines_share_marks_and_keep_the_worst_verdict() -> None:
         if verdict == "blocked":
             at = left + (when - start) / (end - start) * width
             assert any(abs(at - c) <= views.MIN_MARK for c in centres), when
+
+
+class _GrowingStore:
+    """Just what ``StoreCache`` reads of a store: its size."""
+
+    def __init__(self) -> None:
+        self.size = 0
+
+    def count(self) -> int:
+        return self.size
+
+
+def test_store_cache_serves_the_stale_value_while_it_recomputes() -> None:
+    import threading
+
+    release = threading.Event()
+    calls: list[int] = []
+
+    def compute(store: _GrowingStore) -> int:
+        calls.append(store.size)
+        if len(calls) > 1:
+            release.wait(5)
+        return store.size
+
+    cache = views.StoreCache(compute, min_interval=0.0)
+    store = _GrowingStore()
+    assert cache.get(store) == 0  # the first request waits for the value
+    store.size = 5
+    assert cache.get(store) == 0  # stale, while the next value is computed apart
+    deadline = time.monotonic() + 5
+    while len(calls) < 2:
+        assert time.monotonic() < deadline, "no recomputation started"
+        time.sleep(0.01)
+    assert cache.get(store) == 0 and calls == [0, 5]  # one recomputation at a time
+    release.set()
+    deadline = time.monotonic() + 5
+    while cache.get(store) != 5:
+        assert time.monotonic() < deadline, "the recomputed value never arrived"
+        time.sleep(0.01)
+    assert cache.get(_GrowingStore()) == 0  # another store: computed, not someone else's

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import ssl
 from pathlib import Path
 from typing import Any
@@ -197,3 +198,41 @@ def test_ech_offered_reads_the_https_record():
     assert ech_offered(without.to_wire()) is False
     assert ech_offered(dns.message.make_response(query).to_wire()) is False
     assert ech_offered(b"\x00garbage") is None
+
+
+def test_the_tries_can_be_switched_off_by_option_or_configuration(
+    tmp_path: Path, measurement: dict[str, Any]
+) -> None:
+    import asyncio
+
+    from censorwatch.probe import defaults as probe_defaults
+    from censorwatch.probe.config import ProbeConfig
+    from censorwatch.probe.workarounds import attach, blocked_method
+    from censorwatch.scrub import Scrubber
+    from censorwatch.targets import Target
+
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    assert probe_defaults.load(empty).workarounds is True  # the shipped default: on
+    off = tmp_path / "probe.toml"
+    off.write_text("[workarounds]\nenabled = false\n")
+    shipped_off = probe_defaults.load(off)
+    assert shipped_off.workarounds is False
+    assert ProbeConfig.from_env(defaults=shipped_off, env={}).workarounds is False
+    assert ProbeConfig.from_env(defaults=shipped_off, env={}, workarounds=True).workarounds
+    assert ProbeConfig.from_env(env={}, workarounds=False).workarounds is False
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[workarounds]\nenabled = "no"\n')
+    with pytest.raises(probe_defaults.ConfigFileError, match="enabled must be true or false"):
+        probe_defaults.load(bad)
+    # A blocked measurement (its addresses moved to loopback, so nothing could leave this
+    # host) is left as it is when the tries are off.
+    text = json.dumps(measurement)
+    for ip in set(re.findall(r"\b\d{1,3}(?:\.\d{1,3}){3}\b", text)):
+        text = text.replace(ip, "127.0.0.77")
+    blocked = json.loads(text)
+    config = ProbeConfig.from_env(env={}, workarounds=False)
+    assert blocked_method(blocked, config) is not None
+    before = copy.deepcopy(blocked)
+    asyncio.run(attach(blocked, Target(blocked["input"]), config, Scrubber()))
+    assert blocked == before and "x_workarounds" not in blocked["test_keys"]

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "testbed": ("testbed", "app"),
     "fingerprints": ("analyze", "fingerprints_app"),
     "geo": ("geo", "app"),
+    "targets": ("targets", "app"),
     "population": ("population", "app"),
     "control": ("control", "app"),
     "store": ("store", "app"),

@@ -65,6 +65,9 @@ class Verdict(msgspec.Struct, omit_defaults=False):
     #: The circumvention summary (technique -> {status, reason}; docs/verdicts.md), only when
     #: the probe tried ways around the block: absent from every other record.
     workarounds: dict[str, dict[str, str]] | msgspec.UnsetType = msgspec.UNSET
+    #: Where the censor sits (hop, address, AS, placement; docs/verdicts.md), only when the
+    #: probe ran a localization (``--locate``): absent from every other record.
+    locate: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
 
     def to_record(self) -> dict[str, Any]:
         return msgspec.to_builtins(self)
@@ -130,6 +133,18 @@ class Event(msgspec.Struct, omit_defaults=False):
     #: Users on the blocking networks, from per-AS estimates (``events.population``); absent
     #: (never zero) when no estimate covers the event's networks.
     impact: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+    #: What still gets through (``events.workarounds``): per technique family, how many of the
+    #: event's blocked measurements found it ``works`` / ``fails`` / ``not tried``; absent when
+    #: none of them carried a circumvention summary.
+    workarounds: dict[str, dict[str, int]] | msgspec.UnsetType = msgspec.UNSET
+    #: The same counts per network (national events only).
+    workarounds_by_network: dict[str, dict[str, dict[str, int]]] | msgspec.UnsetType = msgspec.UNSET
+    #: One line: ``x.com blocked on AS17557 by TLS reset since …; works: DoH; fails: …``.
+    workarounds_summary: str | msgspec.UnsetType = msgspec.UNSET
+    #: People's reports of the target from the event's networks (``events.records.with_reports``):
+    #: ``before_onset_24h`` in the 24 h before the onset bracket opens, ``during_onset`` within
+    #: it; absent when there were none. Reports never make an event: they are only counted.
+    reports: dict[str, int] | msgspec.UnsetType = msgspec.UNSET
 
     def to_record(self) -> dict[str, Any]:
         return msgspec.to_builtins(self)

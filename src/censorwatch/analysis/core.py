@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 
 from censorwatch.analysis import confidence as C
-from censorwatch.analysis import workarounds
+from censorwatch.analysis import locate, workarounds
 from censorwatch.analysis.fingerprints import Fingerprints
 from censorwatch.analysis.outcome import Outcome
 from censorwatch.analysis.walk import analyze_web
@@ -146,6 +146,8 @@ def analyze_raw(raw: bytes, fps: Fingerprints, plan: AddressPlan) -> Analyzed:
     )
     if nettest is None and env.test_keys is not None and env.test_keys.x_workarounds:
         _add_workarounds(verdict, env.test_keys)
+    if nettest is None and env.test_keys is not None and env.test_keys.x_locate:
+        _add_locate(verdict, env.test_keys)
     annotations = env.annotations
     testbed = annotations.x_testbed if annotations is not None else None
     return Analyzed(verdict, testbed if testbed.__class__ is str and testbed else None)
@@ -351,6 +353,10 @@ def _verdict(m: dict[str, Any], outcome: Outcome, nettest: str | None = None) ->
         typed, _ = to_typed({"test_keys": tk})
         if typed.test_keys is not None:
             _add_workarounds(verdict, typed.test_keys)
+    if nettest is None and isinstance(tk, dict) and tk.get("x_locate"):
+        typed, _ = to_typed({"test_keys": tk})
+        if typed.test_keys is not None:
+            _add_locate(verdict, typed.test_keys)
     return verdict
 
 
@@ -360,6 +366,14 @@ def _add_workarounds(verdict: Verdict, tk: TestKeys) -> None:
     summary = workarounds.of_test_keys(tk)
     if summary is not None:
         verdict.workarounds = summary
+
+
+def _add_locate(verdict: Verdict, tk: TestKeys) -> None:
+    """Where the censor sits (``analysis.locate``): an addition to the record, never a
+    change of its verdict."""
+    located = locate.of_test_keys(tk, verdict.probe_asn, verdict.probe_cc, verdict.method)
+    if located is not None:
+        verdict.locate = located
 
 
 def _build(

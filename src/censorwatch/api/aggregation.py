@@ -2,7 +2,8 @@
 
 Parameters and counts are OONI's (``axis_x``, ``axis_y``, ``time_grain`` with ``auto``,
 ``format``, ``download``; ``anomaly_count confirmed_count failure_count``) next to ours (one
-``<verdict>_count`` per verdict and ``method_counts``).
+``<verdict>_count`` per verdict and ``method_counts``, and in JSON ``report_count``: people's
+reports, when the axes are ones reports have).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import msgspec
@@ -19,8 +20,10 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from censorwatch.api.params import filters
+from censorwatch.events.platforms import Platform, host_of, load_platforms
 from censorwatch.model import METHODS
-from censorwatch.store.base import AXES, TIME_GRAINS, VERDICTS, Filters
+from censorwatch.store.base import AXES, TIME_GRAINS, VERDICTS, Filters, ReportCount, ReportFilters
+from censorwatch.times import rfc3339
 
 router = APIRouter(prefix="/api/v1", tags=["aggregation"])
 
@@ -66,6 +69,72 @@ def to_csv(rows: list[dict[str, Any]], axes: list[str]) -> str:
     return out.getvalue()
 
 
+#: Axes people's reports can be counted by (they have a place, a time and a target, nothing
+#: that a verdict, a method or a test name would group).
+REPORT_AXES = ("probe_cc", "probe_asn", "measurement_start_day", "domain")
+
+
+def _grain_label(hour: datetime, grain: str) -> str:
+    """A report's hour as the bucket label the store gives that grain."""
+    if grain == "hour":
+        return rfc3339(hour)
+    day = hour.replace(hour=0)
+    if grain == "week":
+        day -= timedelta(days=day.weekday())
+    elif grain == "month":
+        day = day.replace(day=1)
+    elif grain == "year":
+        day = day.replace(month=1, day=1)
+    return day.strftime("%Y-%m-%d")
+
+
+def _about(target: str, domain: str | None, platforms: list[Platform]) -> bool:
+    """Whether a report's target (a URL or a platform name) is about a measured domain."""
+    if domain is None:
+        return False
+    if "://" in target:
+        return host_of(target, None) == domain
+    return any(p.name == target and p.owns(domain) for p in platforms)
+
+
+def add_report_counts(
+    rows: list[dict[str, Any]], axes: list[str], grain: str, f: Filters, store: Any
+) -> None:
+    """Add ``report_count`` to each bucket: people's reports in its country, network, time and
+    domain (a platform's reports count for each of its domains) under the filters of place and
+    time; the filters that describe measurements (verdict, method, test...) do not narrow them."""
+
+    def listed(value: str | tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if value is None else (value,) if isinstance(value, str) else value
+
+    query = ReportFilters(
+        probe_cc=listed(f.probe_cc),
+        probe_asn=listed(f.probe_asn),
+        since=None if f.since is None else f.since.replace(minute=0, second=0, microsecond=0),
+        until=f.until,
+    )
+    counts = store.people_report_counts(query)
+    platforms = load_platforms()
+    wanted = listed(f.domain)
+    if wanted is not None:
+        counts = [c for c in counts if any(_about(c.target, d, platforms) for d in wanted)]
+    keyed: dict[tuple[str, ...], list[ReportCount]] = {}
+    place = [a for a in axes if a != "domain"]
+    for c in counts:
+        values = {
+            "probe_cc": c.probe_cc,
+            "probe_asn": c.probe_asn,
+            "measurement_start_day": _grain_label(c.hour, grain),
+        }
+        keyed.setdefault(tuple(values[a] for a in place), []).append(c)
+    buckets = rows if axes else rows[:1]
+    for bucket in buckets:
+        found = keyed.get(tuple(str(bucket[a]) for a in place), [])
+        if "domain" in axes:
+            found = [c for c in found if _about(c.target, bucket["domain"], platforms)]
+        bucket["report_count"] = sum(c.reports for c in found)
+
+
 @router.get("/aggregation", summary="Verdict counts by country, network, day, domain, method")
 async def aggregation(
     request: Request,
@@ -87,6 +156,8 @@ async def aggregation(
     store = request.app.state.store
     started = time.perf_counter()
     rows = await run_in_threadpool(store.aggregate, f, axis_x, axis_y, grain)
+    if format.upper() != "CSV" and set(axes) <= set(REPORT_AXES):
+        await run_in_threadpool(add_report_counts, rows, axes, grain, f, store)
     elapsed = round(time.perf_counter() - started, 4)
     csv_wanted = format.upper() == "CSV"
     headers = {}

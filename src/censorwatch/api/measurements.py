@@ -49,6 +49,8 @@ def result(row: MeasurementRow, base: str) -> dict[str, Any]:
         "fingerprint": row.fingerprint,
         "evidence": row.evidence,
         "layers": row.layers,
+        # What still gets through (docs/verdicts.md): technique -> status and reason.
+        "workarounds": row.workarounds,
         "signature": row.signature,
         "source": row.source,
         "measurement_url": raw_url(base, row.measurement_uid),

@@ -22,8 +22,9 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from censorwatch.api import aggregation, measurements, ops
-from censorwatch.collector import checkin
+from censorwatch.collector import checkin, people_reports
 from censorwatch.collector import routes as collector_routes
+from censorwatch.collector.client_address import trusted_proxies
 from censorwatch.collector.metrics import Metrics
 from censorwatch.collector.pipeline import Pipeline
 from censorwatch.collector.service import Collector
@@ -33,6 +34,7 @@ from censorwatch.web import routes as explorer_routes
 ROUTERS: list[Any] = [
     collector_routes.router,
     checkin.router,
+    people_reports.router,
     measurements.router,
     aggregation.router,
     ops.router,
@@ -76,8 +78,10 @@ def create_app(
     *,
     extra_routers: Iterable[Any] = (),
     population: list[Any] | None = None,
+    report_policy: people_reports.ReportPolicy | None = None,
 ) -> FastAPI:
-    """The app over ``pipeline``'s store and archive; ``collector`` enables submissions."""
+    """The app over ``pipeline``'s store and archive; ``collector`` enables submissions (and
+    people's reports, under ``report_policy``'s limits)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -105,6 +109,10 @@ def create_app(
     app.state.collector = collector
     app.state.population = population or []  # events.population.Estimates
     app.state.metrics = collector.metrics if collector is not None else Metrics()
+    # Read once: a bad CENSORWATCH_TRUSTED_PROXIES stops the start, it is not ignored.
+    app.state.trusted_proxies = trusted_proxies()
+    app.state.people_reports = people_reports.PeopleReports(pipeline.store, report_policy)
+    app.state.checkin_priorities = app.state.people_reports.priorities
     for router in ROUTERS:
         app.include_router(router)
     for router in extra_routers:

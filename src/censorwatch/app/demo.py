@@ -330,6 +330,38 @@ def timeline_table(verdicts: list[Verdict], rounds: dict[str, int]) -> Table:
     return table
 
 
+def still_works_table(event: dict[str, Any]) -> Table | None:
+    """network × technique: what still gets through on each blocking network (the event's
+    counts of its blocked measurements, ``events.workarounds``); None when it has none."""
+    from censorwatch.analysis.workarounds import LABELS
+    from censorwatch.events.workarounds import ORDER, overall
+
+    by_network = event.get("workarounds_by_network")
+    if not isinstance(by_network, dict) or not by_network:
+        return None
+    families = sorted(
+        {f for tally in by_network.values() for f in tally},
+        key=lambda f: (ORDER.index(f) if f in ORDER else len(ORDER), f),
+    )
+    table = Table(title="What still gets through, network by network (blocked measurements)")
+    table.add_column("network")
+    for f in families:
+        table.add_column(LABELS.get(f, f), overflow="fold")
+    styles = {"works": "green", "fails": "bold red", "not tried": "dim"}
+    for asn in sorted(by_network, key=lambda a: int(a.removeprefix("AS"))):
+        row = []
+        for f in families:
+            counts = by_network[asn].get(f)
+            if not counts:
+                row.append("[dim]not tried[/]")
+                continue
+            status = overall(counts)
+            shown = ", ".join(f"{s} {n}" for s, n in counts.items() if n)
+            row.append(f"[{styles[status]}]{status}[/] ({shown})")
+        table.add_row(asn, *row)
+    return table
+
+
 def run_demo(
     out: Path | None, *, rounds: int = 8, interval: float = 12.0, console: Console | None = None
 ) -> Path:
@@ -477,6 +509,10 @@ def find_events(run: DemoRun) -> dict[str, Any] | None:
         from censorwatch.events.population import impact_line
 
         run.say(impact_line(best["impact"]))
+    still = still_works_table(best)
+    if still is not None:
+        run.console.print(still)
+        run.say(best.get("workarounds_summary") or "")
     return best
 
 

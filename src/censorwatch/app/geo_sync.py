@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from censorwatch.download import Budget, DownloadError, NotPublished, fetch
 from censorwatch.durable import write_atomic
 from censorwatch.geo import ASN_FIELD, COUNTRY_FIELD, GeoDatabaseError, date_in_name, open_mmdb
 from censorwatch.times import utcnow
@@ -184,33 +184,12 @@ class _NotFound(GeoSyncError):
 
 
 def _download(client: Any, url: str, deadline_seconds: float, max_bytes: int) -> bytes:
-    import httpx
-
-    deadline = time.monotonic() + deadline_seconds
     try:
-        with client.stream("GET", url) as response:
-            if response.status_code == 404:
-                raise _NotFound(f"{url}: not published (HTTP 404)")
-            if response.status_code != 200:
-                raise GeoSyncError(f"{url}: HTTP status {response.status_code}")
-            declared = response.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > max_bytes:
-                raise GeoSyncError(f"{url}: refused: {declared} bytes is over {max_bytes}")
-            chunks, size = [], 0
-            for chunk in response.iter_raw():
-                size += len(chunk)
-                if size > max_bytes:
-                    raise GeoSyncError(f"{url}: refused: more than {max_bytes} bytes")
-                if time.monotonic() > deadline:
-                    raise GeoSyncError(f"{url}: refused: took more than {deadline_seconds:g} s")
-                chunks.append(chunk)
-            return b"".join(chunks)
-    except httpx.ConnectError as exc:
-        raise GeoSyncError(f"{url}: cannot connect (offline?): {exc}") from None
-    except httpx.TimeoutException as exc:
-        raise GeoSyncError(f"{url}: timed out: {type(exc).__name__}") from None
-    except httpx.HTTPError as exc:
-        raise GeoSyncError(f"{url}: {type(exc).__name__}: {exc}") from None
+        return fetch(client, url, Budget.starting_now(max_bytes, deadline_seconds), raw=True)
+    except NotPublished as exc:
+        raise _NotFound(str(exc)) from None
+    except DownloadError as exc:
+        raise GeoSyncError(str(exc)) from None
 
 
 def _gunzip(body: bytes, url: str, max_bytes: int) -> bytes:

@@ -24,6 +24,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from censorwatch.collector.client_address import request_address
 from censorwatch.geo import ip_database
 from censorwatch.netinfo import AddressPlan
 from censorwatch.targets import Target, profiles, testlists
@@ -148,6 +149,14 @@ def answer(body: dict[str, Any], located: tuple[str, str, str], first: list[str]
     }
 
 
+def locate(request: Request, address: str | None) -> tuple[str, str, str]:
+    """(AS, network name, country) of ``address`` in the app's IP database
+    (``app.state.ip_database``, else ``CENSORWATCH_ASN_DB``); check-in and people's reports
+    look addresses up here alike, and keep nothing of them."""
+    plan = getattr(request.app.state, "ip_database", None) or ip_database(None)
+    return where(plan, address)
+
+
 @router.post("/api/v1/check-in")
 async def check_in(request: Request) -> JSONResponse:
     """OONI's probe-services check-in; the connection address is used for the lookup only."""
@@ -160,11 +169,10 @@ async def check_in(request: Request) -> JSONResponse:
         body = parse_request(bytes(raw))
     except CheckinError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
-    plan = getattr(request.app.state, "ip_database", None) or ip_database(None)
-    located = where(plan, request.client.host if request.client else None)
+    located = locate(request, request_address(request))
     prioritise: Prioritiser | None = getattr(request.app.state, "checkin_priorities", None)
     first = prioritise(located[0], located[2]) if prioritise is not None else []
     return JSONResponse(answer(body, located, first))
 
 
-__all__ = ["CheckinError", "answer", "parse_request", "router", "test_list", "where"]
+__all__ = ["CheckinError", "answer", "locate", "parse_request", "router", "test_list", "where"]

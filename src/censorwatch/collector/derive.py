@@ -125,6 +125,7 @@ def build_row(
         source=source,
         archive_segment=location.segment,
         archive_offset=location.offset,
+        workarounds=summary if isinstance(summary := verdict.get("workarounds"), dict) else None,
     )
 
 

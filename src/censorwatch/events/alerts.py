@@ -27,6 +27,7 @@ from typing import Any
 from censorwatch.events.platforms import Platform
 from censorwatch.events.rollup import AlertScope, contents, in_scope
 from censorwatch.events.tracker import Change
+from censorwatch.events.workarounds import headline
 from censorwatch.model import Event
 
 KINDS = ("opened", "methods_changed", "networks_changed", "ended")
@@ -52,6 +53,8 @@ def summary(event: Event) -> str:
         from censorwatch.events.population import impact_line
 
         text += f"; {impact_line(event.impact)}"
+    if isinstance(event.workarounds, dict) and (still := headline(event.workarounds)):
+        text += f"; {still}"
     return text
 
 
@@ -70,6 +73,8 @@ def alert_message(change: Change, inside: dict[str, Any] | None = None) -> dict[
         "summary": summary(ev),
         "event": ev.to_record(),
     }
+    if isinstance(ev.workarounds_summary, str):
+        message["workarounds_summary"] = ev.workarounds_summary  # what still gets through
     if inside is not None:
         message["networks"] = inside["networks"]
         message["hosts"] = inside["hosts"]

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from censorwatch.events.feed import ATOM_TYPE, atom_feed, updated_of
 from censorwatch.events.population import with_impact
+from censorwatch.events.records import with_reports
 from censorwatch.events.stored import REBUILD_HINT
 from censorwatch.model import Event
 from censorwatch.store.base import EventFilters
@@ -67,7 +68,9 @@ async def _select(request: Request, q: EventQuery) -> list[Event]:
         )
     except ValueError as exc:
         raise HTTPException(400, f"since/until must be RFC 3339 times: {exc}") from exc
-    events = await run_in_threadpool(read_events, request.app.state.store, query)
+    store = request.app.state.store
+    events = await run_in_threadpool(read_events, store, query)
+    events = await run_in_threadpool(with_reports, events, store)  # people's reports, counted
     return with_impact(events, getattr(request.app.state, "population", []))
 
 

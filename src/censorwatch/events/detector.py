@@ -46,6 +46,7 @@ from censorwatch.events.series import (
     SeriesKey,
 )
 from censorwatch.events.vantages import VantageBook, is_neutral
+from censorwatch.events.workarounds import add as count_workarounds
 from censorwatch.times import canonical_time, parse_time, rfc3339, rfc3339_micro
 
 
@@ -72,6 +73,9 @@ class DetectorParams:
     through_tolerance: float = 0.25  # ... blocking itself at most this often (its bad hours)
     ok_in_block: float = 0.25  # a vantage answers ok during a block (it gets through)
     repeat_factor: float = 0.5  # a vantage's further blocked round in a run: this much evidence
+    end_hold: float = 0.25  # an end is declared once clear for this share of the block so far
+    end_hold_max: float = 24 * 3600.0  # ... or for this long (s), whichever is shorter,
+    end_hold_after: float = 24 * 3600.0  # ... once the block has lasted this long (s)
 
     def rate(self, flips: float, rounds: float, prior: float) -> float:
         """Posterior mean of a stray rate: ``flips`` strays among ``rounds`` rounds, shrunk
@@ -126,6 +130,9 @@ class NetworkEvent:
     onset_silence: int = 0  # longest stretch without any measurement inside the onset bracket, s
     end_silence: int = 0
     book: VantageBook = field(default_factory=VantageBook)  # emptied when the event ends
+    # What still gets through: family -> {works, fails, not tried} over the blocked
+    # measurements that carried a circumvention summary (``events.workarounds``).
+    workarounds: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def ended(self) -> bool:
@@ -145,6 +152,8 @@ class NetworkEvent:
                 self.last_blocked = max(self.last_blocked, rfc3339(obs.time))
                 if obs.method:
                     self.methods[obs.method] = self.methods.get(obs.method, 0) + 1
+                if obs.workarounds:
+                    count_workarounds(self.workarounds, obs.workarounds)
                 if len(self.blocked_uids) < params.max_evidence and obs.uid:
                     self.blocked_uids.append(obs.uid)
 
@@ -318,6 +327,10 @@ class SeriesDetector:
             if vantage not in seen:
                 seen.add(vantage)
                 firsts.append(r)
+        if new_state == BLOCKED:
+            # A censor does one thing to a target on a network: a vantage's first round that
+            # disagrees with the run's usual method counts only as a repeat (``_agreeing``).
+            firsts = _agreeing(firsts)
         if new_state == OK and self.event is not None:
             # An ok from a vantage known before the run that has not answered blocked in this
             # block may come from one that gets through, not yet recognised as such: weak.
@@ -352,7 +365,24 @@ class SeriesDetector:
             prob = min(0.5, self._rate(BLOCKED)) ** (len(counted) - leaking)
             prob *= self._stray_run_probability(leaking, BLOCKED)
             prob *= self.params.repeat_factor**repeats
+        if new_state == OK and not self._clear_long_enough(rounds):
+            return False
         return prob <= self._alpha(new_state)
+
+    def _clear_long_enough(self, oks: list[Round]) -> bool:
+        """Has the clear run lasted ``end_hold`` of a block of a day or more so far (at most
+        ``end_hold_max`` seconds)? Leaks line up, and censors pause, for hours inside a block
+        of days; a clear spell short beside the block is more likely that than its end, and
+        ending there splits one block into two events. The end is still placed where the
+        clear run began: only the moment it is declared waits."""
+        if self.event is None or not oks:
+            return True
+        first = min(r.start for r in oks)
+        lasted = (first - parse_time(self.event.onset_before)).total_seconds()
+        if lasted < self.params.end_hold_after:
+            return True
+        hold = min(self.params.end_hold_max, self.params.end_hold * lasted)
+        return (self.pending[-1].start - first).total_seconds() >= hold
 
     def _alpha(self, new_state: str) -> float:
         """The switching threshold: ``alpha`` to open; to end, ``alpha`` per ``alpha_rounds``
@@ -531,6 +561,28 @@ class SeriesDetector:
         del self.history[: max(0, len(self.history) - self.params.history)]
         self.pending = []
         return event
+
+
+def _round_method(rnd: Round) -> str | None:
+    """How a round's first blocked measurement failed (None: no method given)."""
+    return next((o.method for o in rnd.of_state(BLOCKED)), None)
+
+
+def _agreeing(firsts: list[Round]) -> list[Round]:
+    """The vantages' first blocked rounds that agree on how the target failed.
+
+    A censor does one thing to a target on a network, so every vantage it reaches fails the
+    same way; strays of different vantages that happen to coincide (a flaky uplink here, a
+    broken resolver there) do not. Rounds whose method differs from the most common one (on
+    a tie, the earliest) are left out; rounds without a method agree with any."""
+    methods = [m for m in map(_round_method, firsts) if m is not None]
+    if len(set(methods)) <= 1:
+        return firsts
+    counts: dict[str, int] = {}
+    for m in methods:
+        counts[m] = counts.get(m, 0) + 1
+    modal = max(counts, key=lambda m: (counts[m], -methods.index(m)))
+    return [r for r in firsts if _round_method(r) in (None, modal)]
 
 
 def _looks_strong(rnd: Round) -> bool:

@@ -12,10 +12,16 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 
+import msgspec
+
+from censorwatch.events import workarounds
 from censorwatch.events.detector import DetectorParams, NetworkEvent
+from censorwatch.events.platforms import Platform, host_of, load_platforms
 from censorwatch.model import Bracket, Event
-from censorwatch.times import parse_time
+from censorwatch.store.base import ReportCount, ReportFilters, Store
+from censorwatch.times import naive_utc, parse_time
 
 #: (cc, target) → [(asn, first_seen, last_seen)] for the networks that measured a target.
 Coverage = dict[tuple[str, str], list[tuple[str, str, str]]]
@@ -47,13 +53,14 @@ def network_record(ev: NetworkEvent) -> Event:
         end_silence_s=ev.end_silence,
     )
     end = Bracket(after=ev.end_after, before=ev.end_before) if ev.end_before else None
-    return Event(
+    methods = _methods(ev.methods)
+    event = Event(
         event_id=event_id("network", ev.cc, ev.asn, ev.target, ev.onset_before),
         scope="network",
         cc=ev.cc,
         asns=[ev.asn],
         target=ev.target,
-        methods=_methods(ev.methods),
+        methods=methods,
         onset=Bracket(after=ev.onset_after, before=ev.onset_before),
         end=end,
         status="ended" if end else "ongoing",
@@ -61,6 +68,12 @@ def network_record(ev: NetworkEvent) -> Event:
         measurements=measurements,
         evidence=_dedupe([*ev.bracket_uids, *ev.blocked_uids]),
     )
+    if ev.workarounds:
+        event.workarounds = workarounds.ordered(ev.workarounds)
+        event.workarounds_summary = workarounds.sentence(
+            ev.target, f"on {ev.asn}", methods, ev.onset_before, ev.workarounds
+        )
+    return event
 
 
 def _span_end(ev: NetworkEvent) -> float:
@@ -128,7 +141,7 @@ def _national(
     best = {}
     for e in group:
         best[e.asn] = max(best.get(e.asn, 0.0), e.confidence)
-    return Event(
+    event = Event(
         event_id=event_id("national", cc, "", target, onset.before),
         scope="national",
         cc=cc,
@@ -142,3 +155,79 @@ def _national(
         measurements=dict(counts),
         evidence=_dedupe(u for e in group for u in e.bracket_uids),
     )
+    by_network = {
+        asn: tally
+        for asn in asns
+        if (tally := workarounds.merged(e.workarounds for e in group if e.asn == asn))
+    }
+    if by_network:
+        total = workarounds.merged(by_network.values())
+        event.workarounds = total
+        event.workarounds_by_network = by_network
+        where = f"in {cc} on {len(asns)} networks ({', '.join(asns)})"
+        event.workarounds_summary = workarounds.sentence(
+            target, where, event.methods, onset.before, total
+        )
+    return event
+
+
+# -- people's reports around an onset -----------------------------------------------------------
+
+#: How long before an onset bracket opens people's reports count as having preceded it.
+REPORTS_BEFORE = timedelta(hours=24)
+
+
+def _report_about(report_target: str, event_target: str, platforms: list[Platform]) -> bool:
+    """Whether a report's target (a platform name or a URL) is about the event's target (a
+    host or a platform name): the same, or one owns the other."""
+    if report_target == event_target:
+        return True
+    owner = {p.name: p for p in platforms}
+    host = host_of(report_target, None) if "://" in report_target else None
+    if host is not None:
+        return host == event_target or (event_target in owner and owner[event_target].owns(host))
+    return report_target in owner and owner[report_target].owns(event_target)
+
+
+def _hour(text: str) -> datetime:
+    return naive_utc(text).replace(minute=0, second=0, microsecond=0)
+
+
+def with_reports(
+    events: list[Event], store: Store, platforms: list[Platform] | None = None
+) -> list[Event]:
+    """The events, each carrying how many people's reports from its networks preceded its
+    onset (the 24 h before the bracket opens, at ``onset.after``, or ``onset.before`` when
+    nothing precedes it) and accompanied it (from that hour to ``onset.before``). Reports are
+    kept by the hour, so the hour a time falls in stands for it. One read per country."""
+    if not events:
+        return events
+    platforms = load_platforms() if platforms is None else platforms
+    spans: dict[str, tuple[datetime, datetime]] = {}
+    for ev in events:
+        start = _hour(ev.onset.after or ev.onset.before) - REPORTS_BEFORE
+        end = _hour(ev.onset.before) + timedelta(hours=1)
+        low, high = spans.get(ev.cc, (start, end))
+        spans[ev.cc] = (min(low, start), max(high, end))
+    counts: dict[str, list[ReportCount]] = {
+        cc: store.people_report_counts(ReportFilters(probe_cc=cc, since=low, until=high))
+        for cc, (low, high) in spans.items()
+    }
+    out = []
+    for ev in events:
+        opens = _hour(ev.onset.after or ev.onset.before)
+        last = _hour(ev.onset.before)
+        before = during = 0
+        for c in counts[ev.cc]:
+            if c.probe_asn not in ev.asns or not _report_about(c.target, ev.target, platforms):
+                continue
+            if opens - REPORTS_BEFORE <= c.hour < opens:
+                before += c.reports
+            elif opens <= c.hour <= last:
+                during += c.reports
+        if before or during:
+            ev = msgspec.structs.replace(
+                ev, reports={"before_onset_24h": before, "during_onset": during}
+            )
+        out.append(ev)
+    return out

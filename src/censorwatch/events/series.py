@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from censorwatch.events.platforms import Platform, host_of, platforms_of
+from censorwatch.events.workarounds import family_statuses
 from censorwatch.times import parse_time
 
 SeriesKey = tuple[str, str, str]  # (cc, asn, target)
@@ -52,6 +53,10 @@ class Observation:
     confidence: float
     report_id: str
     input: str
+    #: A blocked measurement's circumvention summary by technique family (family -> status,
+    #: ``events.workarounds``); None for the others. Last, with a default: states saved
+    #: before it existed still load.
+    workarounds: dict[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -96,6 +101,7 @@ def observation_from_verdict(record: dict[str, Any]) -> Observation | None:
         confidence=float(confidence) if isinstance(confidence, int | float) else 0.0,
         report_id=str(record.get("report_id") or ""),
         input=str(record.get("input") or record.get("target") or ""),
+        workarounds=family_statuses(record.get("workarounds")) if state == BLOCKED else None,
     )
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import msgspec
 
+from censorwatch.analysis.workarounds import LABELS
 from censorwatch.events.platforms import host_of
 from censorwatch.events.timeline import (
     Band,
@@ -32,6 +33,7 @@ from censorwatch.events.timeline import (
     shown_time,
     timeline_svg,
 )
+from censorwatch.events.workarounds import ORDER, STATUSES, overall
 from censorwatch.evidence.explain import explain
 from censorwatch.evidence.names import local_time
 from censorwatch.evidence.scope import IndexRow
@@ -358,6 +360,16 @@ class Extra:
 
 
 @dataclass(frozen=True)
+class StillWorks:
+    """What still gets through (the event's circumvention counts): its sentence, then one row
+    per network, one cell per technique: its status over the event and the counts."""
+
+    sentence: str
+    columns: list[str]  # technique families, in words
+    rows: list[tuple[str, list[str]]]  # (network, cell per column)
+
+
+@dataclass(frozen=True)
 class Page:
     title: str
     created_at: str
@@ -375,6 +387,7 @@ class Page:
     days: tuple[DayLine, ...] = ()
     extras: tuple[Extra, ...] = ()
     index_lines: tuple[Line, ...] = ()
+    still_works: StillWorks | None = None
 
 
 def _title(event: dict[str, Any] | None, rows: list[Pair], names: dict[str, Any]) -> str:
@@ -701,14 +714,70 @@ def _extra_lines(value: Any) -> list[str]:
     return [text(value)] if value not in (None, "") else []
 
 
+def _report_lines(value: Any) -> list[str]:
+    """People's reports around the onset (``events.records.with_reports``), in words. They are
+    counted beside the measurements and never make a verdict or an event."""
+    if not isinstance(value, dict):
+        return _extra_lines(value)
+    before, during = value.get("before_onset_24h"), value.get("during_onset")
+    if not isinstance(before, int) or not isinstance(during, int):
+        return _extra_lines(value)
+    return [
+        f"{before} report{'' if before == 1 else 's'} from people on these networks in the "
+        "24 hours before the onset; "
+        f"{during} while it was measured (within the onset bracket).",
+        "People's reports are counted, never evidence: the verdicts rest on the measurements.",
+    ]
+
+
 def _extras(event: dict[str, Any] | None) -> tuple[Extra, ...]:
     """Only the sections the event carries, each with something in it (absent, never 0)."""
     out = []
     for key, heading in EXTRA_SECTIONS:
-        lines = _extra_lines((event or {}).get(key))
+        value = (event or {}).get(key)
+        lines = _report_lines(value) if key == "reports" else _extra_lines(value)
         if lines:
             out.append(Extra(heading, lines))
     return tuple(out)
+
+
+def _count_words(counts: dict[str, Any]) -> str:
+    """``works (4 of 4 measurements)``, ``fails (3 of 4; works in 1)``, ``not tried``."""
+    numbers = {s: n for s in STATUSES if isinstance(n := counts.get(s), int)}
+    status = overall(numbers)
+    tried = numbers.get("works", 0) + numbers.get("fails", 0)
+    if status == "not tried":
+        return "not tried"
+    other = "fails" if status == "works" else "works"
+    extra = f"; {other} in {numbers[other]}" if numbers.get(other) else ""
+    return f"{status} ({numbers.get(status, 0)} of {tried} measurements{extra})"
+
+
+def _still_works(event: dict[str, Any] | None, names: dict[str, Any]) -> StillWorks | None:
+    """The event's circumvention counts (``events.workarounds``), when it carries them."""
+    if not event or not isinstance(event.get("workarounds"), dict):
+        return None
+    by_network = event.get("workarounds_by_network")
+    if not isinstance(by_network, dict):
+        asns = event.get("asns") or [""]
+        by_network = {text(asns[0]): event["workarounds"]}
+    families = list(
+        dict.fromkeys(f for tally in by_network.values() if isinstance(tally, dict) for f in tally)
+    )
+    families.sort(key=lambda f: (ORDER.index(f) if f in ORDER else len(ORDER), f))
+    rows = []
+    for asn in sorted(by_network, key=_asn_order):
+        tally = by_network[asn] if isinstance(by_network[asn], dict) else {}
+        cells = [
+            _count_words(tally[f]) if isinstance(tally.get(f), dict) else "not tried"
+            for f in families
+        ]
+        rows.append((_operator(text(asn), names), cells))
+    return StillWorks(
+        sentence=text(event.get("workarounds_summary")),
+        columns=[LABELS.get(f, f) for f in families],
+        rows=rows,
+    )
 
 
 #: Above this many listed measurements the page counts them instead of listing each.
@@ -774,6 +843,7 @@ def report_page(
         index_lines=tuple(_index_line(r) for r in listed if r.measurement_uid not in carried)
         if index is not None and len(listed) <= MAX_LISTED_LINES
         else (),
+        still_works=_still_works(event, names),
     )
 
 

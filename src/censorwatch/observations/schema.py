@@ -129,6 +129,32 @@ class WorkaroundStep(Struct, **STRUCT_OPTIONS):
     ech_offered: bool | None = None
 
 
+class LocateHop(Struct, **STRUCT_OPTIONS):
+    """One TTL of a localization (``x_locate``, docs/probe.md): what came back to each
+    probe, and who sent the ICMP messages."""
+
+    ttl: int | None = None
+    address: str | None = None  # the ICMP time-exceeded source at this TTL
+    asn: int | None = None
+    as_org_name: str | None = None
+    cc: str | None = None
+    trigger: list[Any] | None = None  # one outcome per trigger probe ("time_exceeded", …)
+    control: list[Any] | None = None  # one outcome per control probe
+    path: str | None = None  # the UDP path probe's outcome (TCP triggers only)
+
+
+class LocateRun(Struct, **STRUCT_OPTIONS):
+    """One localization: one kind of trigger (dns, tls, http) sent with rising TTLs."""
+
+    trigger: str | None = None
+    host: str | None = None
+    control_name: str | None = None
+    destination: str | None = None
+    port: int | None = None
+    not_run: str | None = None  # why it could not run
+    hops: list[LocateHop | None] | None = None
+
+
 class TestKeys(Struct, **STRUCT_OPTIONS):
     queries: list[Query | None] | None = None
     x_dns_duplicate_responses: list[Query | None] | None = None
@@ -141,6 +167,7 @@ class TestKeys(Struct, **STRUCT_OPTIONS):
     network_events: list[NetworkEvent | None] | None = None
     x_throughput: dict[str, Any] | None = None
     x_workarounds: list[WorkaroundStep | None] | None = None
+    x_locate: list[LocateRun | None] | None = None
 
 
 class Measurement(Struct, **STRUCT_OPTIONS):

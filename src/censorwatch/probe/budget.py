@@ -28,6 +28,13 @@ MAX_ADDRESSES = 8  # addresses per host measured with TCP/TLS (from all resolver
 WORKAROUND_TIMEOUT = 5.0  # one way around a block (probe/workarounds.py): connect to page
 WORKAROUND_MAX_BYTES = 256 * 1024  # bytes read per way around (head and the page's start)
 WORKAROUNDS_DEADLINE = 30.0  # every way around for one URL, after its measurement
+LOCATE_MAX_HOPS = 16  # highest TTL a localization tries (probe/locate.py)
+LOCATE_PROBES_PER_HOP = 2  # trigger packets per TTL (and as many controls)
+LOCATE_WAIT = 1.0  # seconds one TTL-limited probe waits for an answer, a reset or an ICMP error
+LOCATE_RATE = 20.0  # probes started per second, at most
+LOCATE_DEADLINE = 30.0  # one localization (one trigger kind for one URL)
+LOCATE_MAX_BYTES = 256 * 1024  # bytes sent and received by one localization
+LOCATE_MAX_READ = 4096  # bytes read per probe
 
 
 @dataclass(frozen=True)
@@ -51,3 +58,10 @@ class Budgets:
     workaround_timeout: float = WORKAROUND_TIMEOUT
     workaround_max_bytes: int = WORKAROUND_MAX_BYTES
     workarounds_deadline: float = WORKAROUNDS_DEADLINE
+    locate_max_hops: int = LOCATE_MAX_HOPS
+    locate_probes_per_hop: int = LOCATE_PROBES_PER_HOP
+    locate_wait: float = LOCATE_WAIT
+    locate_rate: float = LOCATE_RATE
+    locate_deadline: float = LOCATE_DEADLINE
+    locate_max_bytes: int = LOCATE_MAX_BYTES
+    locate_max_read: int = LOCATE_MAX_READ

@@ -6,6 +6,7 @@ Inside ``censorwatch testbed exec`` the testbed sets the ``CENSORWATCH_*`` varia
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -49,6 +50,17 @@ def system_resolver(resolv_conf: str | Path = "/etc/resolv.conf") -> tuple[str, 
     return None
 
 
+def default_state_dir() -> Path:
+    """Where the probe keeps what outlives a run (consent, lock, queue, log, unattended
+    measurements): ``$STATE_DIRECTORY`` when systemd gives one (``StateDirectory=``), else
+    ``$XDG_STATE_HOME/censorwatch/probe`` (``~/.local/state`` when unset)."""
+    given = os.environ.get("STATE_DIRECTORY", "").split(":", 1)[0]
+    if given:
+        return Path(given)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "censorwatch" / "probe"
+
+
 def make_report_id(start: datetime, cc: str, asn: str) -> str:
     """OONI-like: ``YYYYMMDDThhmmssZ_webconnectivity_CC_ASN_n1_random``."""
     stamp = compact_stamp(start)
@@ -72,6 +84,8 @@ class ProbeConfig:
     reference_url: str | None = None
     throughput: bool = False
     quic: bool = True
+    # Try the ways around a block once one is seen (probe/workarounds.py).
+    workarounds: bool = True
     budgets: Budgets = field(default_factory=Budgets)
     plan: AddressPlan = field(default_factory=lambda: ip_database(None))
     report_id: str = ""
@@ -93,6 +107,24 @@ class ProbeConfig:
     control_named: bool = False  # by an option or the environment: check-in does not replace it
     unattended: bool = False  # a scheduled run (check-in's run_type "timed")
     checkin_note: dict[str, Any] | None = None  # annotations.x_checkin: service, failure
+    # ``--locate``: find the hop of the path where the censor sits (probe/locate.py).
+    locate_censor: bool = False
+
+    def for_another_run(self) -> ProbeConfig:
+        """A copy with nothing a run learns: location, check-in's controls, report id and
+        addresses start afresh, so each cycle of an unattended probe finds them again (a
+        laptop moves between networks). Call it on a configuration no run has used."""
+        return dataclasses.replace(
+            self,
+            fallback_controls=list(self.fallback_controls),
+            stun_servers=list(self.stun_servers),
+            checkin_urls=list(self.checkin_urls),
+            own_addresses=set(self.own_addresses),
+            location=None,
+            resolver=None,
+            checkin_note=None,
+            report_id="",
+        )
 
     @property
     def controls(self) -> list[str]:
@@ -124,6 +156,7 @@ class ProbeConfig:
         asn_db: str | None = None,
         throughput: bool = False,
         quic: bool = True,
+        workarounds: bool | None = None,
         budgets: Budgets | None = None,
         env: dict[str, str] | None = None,
         defaults: ProbeDefaults | None = None,
@@ -167,6 +200,7 @@ class ProbeConfig:
             reference_url=reference_url or env.get(ENV_REFERENCE_URL) or d.reference_url or None,
             throughput=throughput,
             quic=quic,
+            workarounds=d.workarounds if workarounds is None else workarounds,
             budgets=budgets or Budgets(),
             plan=plan,  # .mmdb, a directory of them, TSV or address plan
             software_version=str(__version__),

@@ -28,6 +28,7 @@ _SCHEMA: dict[str, dict[str, type]] = {
     "throughput": {"reference_url": str},
     "geolocation": {"stun": list, "database": str, "public_prefixes": list},
     "checkin": {"urls": list},
+    "workarounds": {"enabled": bool},
 }
 
 
@@ -47,6 +48,7 @@ class ProbeDefaults:
     geo_database: str = ""
     public_prefixes: tuple[str, ...] = ()
     checkin_urls: tuple[str, ...] = ()
+    workarounds: bool = True  # try the ways around a block once one is seen
     sources: tuple[str, ...] = field(default=(), compare=False)  # the files read, in order
 
 
@@ -81,7 +83,7 @@ def _read(text: str, label: str) -> dict[str, dict[str, Any]]:
             if not isinstance(value, kind) or (
                 kind is list and not all(isinstance(v, str) for v in value)
             ):
-                what = "a list of strings" if kind is list else "a string"
+                what = {list: "a list of strings", bool: "true or false"}.get(kind, "a string")
                 raise ConfigFileError(f"{label}: [{table}] {key} must be {what}")
             _check_value(table, key, value, label)
     return data
@@ -146,6 +148,7 @@ def load(path: str | os.PathLike[str] | None = None) -> ProbeDefaults:
         geo_database=get("geolocation", "database", ""),
         public_prefixes=tuple(get("geolocation", "public_prefixes", [])),
         checkin_urls=tuple(get("checkin", "urls", [])),
+        workarounds=bool(get("workarounds", "enabled", True)),
         sources=tuple(sources),
     )
 

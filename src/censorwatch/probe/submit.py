@@ -18,7 +18,7 @@ import json
 import os
 import ssl
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,9 +95,15 @@ class SubmissionQueue:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def flush(
-        self, url: str, *, ca: str | Path | None = None, timeout: float = DEFAULT_TIMEOUT
+        self,
+        url: str,
+        *,
+        ca: str | Path | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        should_stop: Callable[[], bool] | None = None,
     ) -> SubmitResult:
-        """Send everything queued, oldest first; stop at the first transport or server error."""
+        """Send everything queued, oldest first; stop at the first transport or server error,
+        or before the next measurement once ``should_stop()`` says so (a probe asked to stop)."""
         result = SubmitResult()
         verify: ssl.SSLContext | bool = True
         if ca is not None:
@@ -108,6 +114,9 @@ class SubmissionQueue:
         ):
             reports: dict[tuple[str, str, str], str] = {}
             for path in self.items():
+                if should_stop is not None and should_stop():
+                    result.error = "stopped before the queue was empty"
+                    break
                 try:
                     outcome = self._send_one(client, path, reports)
                 except (
@@ -125,6 +134,25 @@ class SubmissionQueue:
                     result.sent.append(outcome)
         result.queued = len(self)
         return result
+
+    def trim_receipts(self, max_bytes: int) -> int:
+        """Keep ``submitted.jsonl`` within ``max_bytes`` by dropping its oldest lines (they
+        describe delivered measurements); the bytes freed."""
+        path = self.directory / RECEIPTS
+        with self._locked():
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                return 0
+            if len(data) <= max_bytes:
+                return 0
+            start = len(data) - max_bytes
+            if data[start - 1 : start] != b"\n":  # cut inside a line: start at the next one
+                after = data.find(b"\n", start)
+                start = len(data) if after < 0 else after + 1
+            keep = data[start:]
+            write_atomic(path, keep)
+            return len(data) - len(keep)
 
     def _post(self, client: httpx.Client, path: str, body: dict[str, Any]) -> _Reply:
         with client.stream("POST", path, json=body) as response:

@@ -26,7 +26,17 @@ from censorwatch.analysis.classic import classic_keys
 from censorwatch.model import derive_measurement_uid
 from censorwatch.netinfo import AddressPlan
 from censorwatch.observations.schema import MeasurementView, TestKeysView, to_typed
-from censorwatch.probe import control_client, dns, http, quic, tcp, throughput, tls, workarounds
+from censorwatch.probe import (
+    control_client,
+    dns,
+    http,
+    locate,
+    quic,
+    tcp,
+    throughput,
+    tls,
+    workarounds,
+)
 from censorwatch.probe.config import SOFTWARE_NAME, TEST_VERSION, ProbeConfig
 from censorwatch.probe.dns import DNSResult, format_hostport
 from censorwatch.scrub import PROBE_IP_PLACEHOLDER, Scrubber
@@ -379,6 +389,7 @@ class WebConnectivity:
         runtime = time.monotonic() - clock
         measurement = self._assemble(target, rec, start, runtime)
         await workarounds.attach(measurement, target, self.config, self.scrubber)  # if blocked
+        await locate.attach(measurement, target, self.config)  # with --locate
         return self._finish(measurement)
 
     async def _flow(self, target: Target, rec: _Record, clock: float) -> None:

@@ -42,6 +42,7 @@ COLUMNS: tuple[str, ...] = (
     "source",
     "archive_segment",
     "archive_offset",
+    "workarounds",
 )
 #: Columns the API and export publish (the archive pointers stay internal).
 PUBLIC_COLUMNS: tuple[str, ...] = tuple(
@@ -121,6 +122,25 @@ def _decode_layers(text: str | bytes) -> dict[str, str | None]:
     return {str(k): v if v is None else _text(v) for k, v in value.items()}
 
 
+def _decode_workarounds(text: str | bytes) -> dict[str, dict[str, str]] | None:
+    """A circumvention summary from JSON text (empty text: none); each technique's fields
+    kept as text, whatever the JSON held."""
+    if not text:
+        return None
+    value = msgspec.json.decode(text)
+    if not isinstance(value, dict):
+        return None
+    return {
+        str(technique): {str(k): _text(v) for k, v in result.items()}
+        for technique, result in value.items()
+        if isinstance(result, dict)
+    }
+
+
+#: Columns kept as JSON text by a backend that has no nested types.
+JSON_COLUMNS = frozenset({"evidence", "layers", "workarounds"})
+
+
 class ArchiveLocation(msgspec.Struct, frozen=True):
     """Where a measurement's raw bytes live: a segment file and the offset of its block.
 
@@ -137,7 +157,9 @@ class MeasurementRow(msgspec.Struct):
 
     Every value is typed; ``evidence`` and ``layers`` are a list and a mapping, never JSON text
     (a backend chooses how to keep them; DuckDB keeps JSON text). Their JSON text is accepted
-    on construction too, as a backend or a CSV export gives them back.
+    on construction too, as a backend or a CSV export gives them back. ``workarounds`` is the
+    verdict's circumvention summary (docs/verdicts.md), None for a measurement without one;
+    last, so that rows built before it existed still build.
     """
 
     measurement_uid: str
@@ -161,28 +183,33 @@ class MeasurementRow(msgspec.Struct):
     source: str  # "collector" | "ooni"
     archive_segment: str
     archive_offset: int
+    workarounds: dict[str, dict[str, str]] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.evidence, str | bytes):
             self.evidence = _decode_evidence(self.evidence)
         if isinstance(self.layers, str | bytes):
             self.layers = _decode_layers(self.layers)
+        if isinstance(self.workarounds, str | bytes):
+            self.workarounds = _decode_workarounds(self.workarounds)
 
     @property
     def location(self) -> ArchiveLocation:
         return ArchiveLocation(self.archive_segment, self.archive_offset)
 
     def as_tuple(self) -> tuple[Any, ...]:
-        """The values in ``COLUMNS`` order, ``evidence`` and ``layers`` as JSON text."""
+        """The values in ``COLUMNS`` order, ``evidence``, ``layers`` and ``workarounds`` as JSON
+        text (``workarounds`` None when there is none)."""
         return tuple(
-            _json_encode(v).decode() if name in ("evidence", "layers") else v
+            _json_encode(v).decode() if name in JSON_COLUMNS and v is not None else v
             for name, v in zip(COLUMNS, msgspec.structs.astuple(self), strict=True)
         )
 
     def public(self) -> dict[str, Any]:
-        """The published columns as a mapping (``evidence``/``layers`` as JSON text), the shape
+        """The published columns as a mapping (the JSON columns as JSON text), the shape
         ``export`` writes and the explorer's templates read."""
-        return dict(zip(PUBLIC_COLUMNS, self.as_tuple(), strict=False))
+        values = dict(zip(COLUMNS, self.as_tuple(), strict=True))
+        return {name: values[name] for name in PUBLIC_COLUMNS}
 
     def verdict_record(self) -> dict[str, Any]:
         """The stable verdict record (``censorwatch.model.Verdict.to_record``)."""
@@ -201,6 +228,8 @@ class MeasurementRow(msgspec.Struct):
             "fingerprint": self.fingerprint,
             "evidence": list(self.evidence),
             "layers": dict(self.layers),
+            # Only when there is one, as ``Verdict.to_record`` leaves it out.
+            **({"workarounds": self.workarounds} if self.workarounds else {}),
         }
 
 
@@ -220,6 +249,51 @@ class EventFilters:
     status: str | None = None  # "ongoing" | "ended"
     since: str | None = None
     until: str | None = None
+
+
+#: What people say went wrong when they report a target (``POST /api/v1/reports``): a fixed
+#: vocabulary in plain words, so that counts add up and nothing free-form is required.
+REPORT_FAILURES: tuple[str, ...] = (
+    "does not load",
+    "loads a warning page",
+    "very slow",
+    "app does not connect",
+    "other",
+)
+
+
+class PeopleReport(msgspec.Struct, frozen=True):
+    """One person's report that a target fails from their network, as stored: the country
+    and network the collector looked up from the connection (the address itself is never
+    kept), the target, the failure word, the optional note and the hour it arrived in."""
+
+    hour: datetime  # naive UTC, rounded down to the hour
+    probe_cc: str
+    probe_asn: str  # "AS1234"
+    target: str  # a platform name ("x") or a URL
+    failure: str  # one of REPORT_FAILURES
+    note: str | None = None
+
+
+class ReportCount(msgspec.Struct, frozen=True):
+    """How many reports one (country, network, target) had in one hour."""
+
+    probe_cc: str
+    probe_asn: str
+    target: str
+    hour: datetime  # naive UTC
+    reports: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFilters:
+    """Which people's reports to read; a tuple holds values any of which matches."""
+
+    probe_cc: str | tuple[str, ...] | None = None
+    probe_asn: str | tuple[str, ...] | None = None
+    target: str | tuple[str, ...] | None = None
+    since: datetime | None = None  # inclusive, on the report's hour (naive UTC)
+    until: datetime | None = None  # exclusive
 
 
 @dataclass(slots=True)
@@ -398,6 +472,26 @@ class Store(ABC):
     def scan_from(self, location: ArchiveLocation) -> Iterator[MeasurementRow]:
         """Every row whose archive location (segment, then offset) is at or past ``location``,
         streamed in archive order: what was committed after the events writer last saved."""
+
+    # -- people's reports ---------------------------------------------------------------------
+    # Kept apart from the measurements (their own table): they never change a verdict. Rows
+    # are only appended; reads return them in an order that does not reveal arrival.
+
+    @abstractmethod
+    def add_people_reports(self, reports: Sequence[PeopleReport]) -> None:
+        """Append people's reports."""
+
+    @abstractmethod
+    def people_report_counts(self, query: ReportFilters | None = None) -> list[ReportCount]:
+        """Reports per (country, network, target, hour), by hour, country, network, target.
+        Empty for a store opened read-only that predates the table."""
+
+    @abstractmethod
+    def people_reports(
+        self, query: ReportFilters | None = None, *, limit: int = 100
+    ) -> list[PeopleReport]:
+        """Matching reports, newest hour first; within an hour by target, failure and note
+        (never by arrival)."""
 
     # -- written once, on top of the above --------------------------------------------------
     def location(self, measurement_uid: str) -> ArchiveLocation | None:

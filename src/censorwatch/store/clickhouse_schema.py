@@ -59,7 +59,11 @@ MEASUREMENT_COLUMNS: dict[str, str] = {
     "source": "LowCardinality(String)",
     "archive_segment": "LowCardinality(String)",
     "archive_offset": "UInt64",
+    # The verdict's circumvention summary, JSON (NULL: none); added by migration 2.
+    "workarounds": "Nullable(String)",
 }
+#: Columns added after migration 1 made the table, with the migration that adds each.
+ADDED_COLUMNS: dict[str, int] = {"workarounds": 2}
 #: The two time columns stored as seconds plus microseconds.
 MICROSECONDS: dict[str, str] = {
     "measurement_start_time": "measurement_start_us",
@@ -76,7 +80,7 @@ def _columns(types: dict[str, str]) -> str:
 
 _MEASUREMENTS = f"""
 CREATE TABLE IF NOT EXISTS {{db}}.measurements (
-{_columns(MEASUREMENT_COLUMNS)}
+{_columns({k: v for k, v in MEASUREMENT_COLUMNS.items() if k not in ADDED_COLUMNS})}
 ) ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(measurement_start_time)
 ORDER BY {SORTING_KEY}
@@ -161,6 +165,21 @@ PARTITION BY version
 ORDER BY version
 """
 
+#: People's reports (migration 3), only appended to; counted per (country, network, target,
+#: hour). The hour is all the time kept, and no column can tell one reporter from another.
+_PEOPLE_REPORTS = """
+CREATE TABLE IF NOT EXISTS {db}.people_reports (
+    report_hour DateTime('UTC'),
+    probe_cc LowCardinality(String),
+    probe_asn LowCardinality(String),
+    target String,
+    failure LowCardinality(String),
+    note Nullable(String)
+) ENGINE = MergeTree()
+PARTITION BY toYYYYMM(report_hour)
+ORDER BY (probe_cc, probe_asn, target, report_hour)
+"""
+
 _VERSIONS = """
 CREATE TABLE IF NOT EXISTS {db}.schema_version (
     version UInt32,
@@ -171,13 +190,42 @@ ORDER BY version
 
 
 @dataclass(frozen=True, slots=True)
+class AddColumn:
+    """``ALTER TABLE … ADD COLUMN``, run only when the column is missing: 18.16 has no
+    ``ADD COLUMN IF NOT EXISTS``, so ``prepare`` asks ``system.columns`` first."""
+
+    table: str
+    column: str
+    kind: str
+
+    def sql(self, db: str) -> str:
+        return f"ALTER TABLE {db}.{self.table} ADD COLUMN {self.column} {self.kind}"
+
+    def present(self, run: Run, db: str) -> bool:
+        found = run(
+            f"SELECT count() FROM system.columns WHERE database = '{db}' "
+            f"AND table = '{self.table}' AND name = '{self.column}'"
+        )
+        return found.strip() != b"0"
+
+
+@dataclass(frozen=True, slots=True)
 class Migration:
     """Statements that take a store from ``version - 1`` to ``version``. Each is safe to run
-    again (``IF NOT EXISTS``), since a migration interrupted half-way is simply rerun."""
+    again (``IF NOT EXISTS``, or an ``AddColumn`` that checks), since a migration interrupted
+    half-way is simply rerun."""
 
     version: int
     summary: str
-    statements: tuple[str, ...]
+    statements: tuple[str | AddColumn, ...]
+
+
+def _added_in(version: int) -> tuple[AddColumn, ...]:
+    return tuple(
+        AddColumn("measurements", name, MEASUREMENT_COLUMNS[name])
+        for name, added in ADDED_COLUMNS.items()
+        if added == version
+    )
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -195,6 +243,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             _EVENT_STATE,
         ),
     ),
+    Migration(2, "measurements.workarounds: the circumvention summary", _added_in(2)),
+    Migration(3, "people_reports: people's reports, apart from measurements", (_PEOPLE_REPORTS,)),
 )
 
 _DATABASE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -242,6 +292,8 @@ def prepare(
     store behind the code is refused with the command that migrates it. A store ahead of the
     code is always refused (newer code wrote it). Returns the version in use.
     """
+    # In version order, whatever order the tuple lists them in.
+    migrations = tuple(sorted(migrations, key=lambda m: m.version))
     latest = migrations[-1].version
     version = stored_version(run, db)
     if version is None:
@@ -265,7 +317,11 @@ def prepare(
             if migration.version <= version:
                 continue
             for statement in migration.statements:
-                run(statement.format(db=db))
+                if isinstance(statement, AddColumn):
+                    if not statement.present(run, db):
+                        run(statement.sql(db))
+                else:
+                    run(statement.format(db=db))
             run(
                 f"INSERT INTO {db}.schema_version (version, applied_at) "
                 f"VALUES ({migration.version}, now())"

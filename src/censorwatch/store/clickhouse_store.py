@@ -36,6 +36,9 @@ from censorwatch.store.base import (
     EventFilters,
     Filters,
     MeasurementRow,
+    PeopleReport,
+    ReportCount,
+    ReportFilters,
     Store,
     axis_expression,
 )
@@ -648,6 +651,84 @@ class ClickHouseStore(Store):
                 yield decode_row(record)
             if len(page) < SCAN_PAGE:
                 return
+
+    # -- people's reports ---------------------------------------------------------------------
+    def add_people_reports(self, reports: Sequence[PeopleReport]) -> None:
+        self._writable()
+        if not reports:
+            return
+        lines = [
+            _encode(
+                {
+                    "report_hour": _second(r.hour),
+                    "probe_cc": r.probe_cc,
+                    "probe_asn": r.probe_asn,
+                    "target": r.target,
+                    "failure": r.failure,
+                    "note": r.note,
+                }
+            )
+            for r in reports
+        ]
+        self.transport.execute(
+            f"INSERT INTO {self.db}.people_reports "
+            "(report_hour, probe_cc, probe_asn, target, failure, note) FORMAT JSONEachRow",
+            b"\n".join(lines),
+        )
+
+    def _report_where(self, query: ReportFilters) -> str:
+        clauses: list[str] = []
+        for column in ("probe_cc", "probe_asn", "target"):
+            value = getattr(query, column)
+            if isinstance(value, tuple):
+                clauses.append(f"{column} IN {_in_list(value)}" if value else "0")
+            elif value is not None:
+                clauses.append(f"{column} = {literal(value)}")
+        if query.since is not None:
+            clauses.append(f"report_hour >= {literal(query.since)}")
+        if query.until is not None:
+            clauses.append(f"report_hour < {literal(query.until)}")
+        return (" WHERE " + " AND ".join(clauses)) if clauses else ""
+
+    def people_report_counts(self, query: ReportFilters | None = None) -> list[ReportCount]:
+        where = self._report_where(query or ReportFilters())
+        found = self._records(
+            "SELECT probe_cc, probe_asn, target, toString(report_hour) AS hour, "
+            f"count() AS reports FROM {self.db}.people_reports{where} "
+            "GROUP BY report_hour, probe_cc, probe_asn, target "
+            "ORDER BY report_hour, probe_cc, probe_asn, target"
+        )
+        return [
+            ReportCount(
+                r["probe_cc"],
+                r["probe_asn"],
+                r["target"],
+                datetime.fromisoformat(r["hour"]),
+                int(r["reports"]),
+            )
+            for r in found
+        ]
+
+    def people_reports(
+        self, query: ReportFilters | None = None, *, limit: int = 100
+    ) -> list[PeopleReport]:
+        where = self._report_where(query or ReportFilters())
+        found = self._records(
+            "SELECT toString(report_hour) AS hour, probe_cc, probe_asn, target, failure, note "
+            f"FROM {self.db}.people_reports{where} ORDER BY report_hour DESC, target, failure, "
+            f"note NULLS FIRST, probe_cc, probe_asn LIMIT {int(limit)}"
+        )
+        return [
+            PeopleReport(
+                datetime.fromisoformat(r["hour"]),
+                r["probe_cc"],
+                r["probe_asn"],
+                r["target"],
+                r["failure"],
+                r["note"],
+            )
+            for r in found
+        ]
 
     def close(self) -> None:
         try:

@@ -29,6 +29,9 @@ from censorwatch.store.base import (
     EventFilters,
     Filters,
     MeasurementRow,
+    PeopleReport,
+    ReportCount,
+    ReportFilters,
     Store,
     axis_expression,
 )
@@ -50,6 +53,10 @@ _INSERT = f"INSERT INTO measurements ({_ALL}) SELECT " + ", ".join(
     f"unnest(${i + 1})" for i in range(len(COLUMNS))
 )
 
+
+_MEASUREMENT_COLUMNS = (
+    "SELECT column_name FROM information_schema.columns WHERE table_name = 'measurements'"
+)
 
 _EVENT_COLUMNS = ", ".join(schema.EVENT_TYPES)
 _INSERT_EVENTS = f"INSERT INTO stored_events ({_EVENT_COLUMNS}) SELECT " + ", ".join(
@@ -82,6 +89,27 @@ def event_where(query: EventFilters) -> tuple[str, list[Any]]:
         clauses.append("onset_before < ?")
         params.append(query.until)
     return "".join(f" AND {c}" for c in clauses), params
+
+
+def report_where(query: ReportFilters) -> tuple[str, list[Any]]:
+    """SQL ``WHERE`` text and parameters for the people's reports' filters."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column in ("probe_cc", "probe_asn", "target"):
+        value = getattr(query, column)
+        if isinstance(value, tuple):
+            clauses.append(f"{column} IN (SELECT unnest(?))")
+            params.append(list(value))
+        elif value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    if query.since is not None:
+        clauses.append("report_hour >= ?")
+        params.append(query.since)
+    if query.until is not None:
+        clauses.append("report_hour < ?")
+        params.append(query.until)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
 def where_clause(filters: Filters) -> tuple[str, list[Any]]:
@@ -146,6 +174,11 @@ class DuckDBStore(Store):
                 "INSERT INTO archive_checkpoint SELECT 'archive', '', 0 "
                 "WHERE NOT EXISTS (SELECT 1 FROM archive_checkpoint WHERE name = 'archive')"
             )
+        # What a read selects: a store opened read-only is never migrated, so a column added
+        # after it was made reads as NULL there.
+        present = {r[0] for r in self._con.execute(_MEASUREMENT_COLUMNS).fetchall()}
+        self._all = ", ".join(c if c in present else f"NULL AS {c}" for c in COLUMNS)
+        self._public = ", ".join(c if c in present else f"NULL AS {c}" for c in PUBLIC_COLUMNS)
 
     # -- writing ---------------------------------------------------------------------------
     def add(
@@ -236,7 +269,7 @@ class DuckDBStore(Store):
 
     def row(self, measurement_uid: str) -> MeasurementRow | None:
         found = self._fetch(
-            f"SELECT {_ALL} FROM measurements WHERE measurement_uid = ?", [measurement_uid]
+            f"SELECT {self._all} FROM measurements WHERE measurement_uid = ?", [measurement_uid]
         )
         return MeasurementRow(*found[0]) if found else None
 
@@ -255,7 +288,7 @@ class DuckDBStore(Store):
             keys = keys[1:]
         where, params = where_clause(filters)
         sql = (
-            f"SELECT {_ALL} FROM measurements{where} ORDER BY "
+            f"SELECT {self._all} FROM measurements{where} ORDER BY "
             + ", ".join(f"{k} {direction}" for k in keys)
             + " LIMIT ? OFFSET ?"
         )
@@ -266,7 +299,7 @@ class DuckDBStore(Store):
         cur = self._con.cursor()
         try:
             cur.execute(
-                f"SELECT {_ALL} FROM measurements{where} "
+                f"SELECT {self._all} FROM measurements{where} "
                 "ORDER BY measurement_start_time, measurement_uid",
                 params,
             )
@@ -353,7 +386,7 @@ class DuckDBStore(Store):
         cur = self._con.cursor()
         try:
             cur.execute(
-                f"COPY (SELECT {', '.join(PUBLIC_COLUMNS)} FROM measurements{where} "
+                f"COPY (SELECT {self._public} FROM measurements{where} "
                 f"ORDER BY measurement_start_time, measurement_uid) TO '{target}' ({options})",
                 params,
             )
@@ -376,7 +409,8 @@ class DuckDBStore(Store):
                 cur.execute("ALTER TABLE measurements RENAME TO measurements_unclustered")
                 cur.execute(schema.MEASUREMENTS)
                 cur.execute(
-                    "INSERT INTO measurements SELECT * FROM measurements_unclustered "
+                    f"INSERT INTO measurements ({_ALL}) SELECT {_ALL} "
+                    "FROM measurements_unclustered "
                     "ORDER BY probe_cc, probe_asn, measurement_start_time"
                 )
                 cur.execute("DROP TABLE measurements_unclustered")
@@ -528,7 +562,7 @@ class DuckDBStore(Store):
         cur = self._con.cursor()
         try:
             cur.execute(
-                f"SELECT {_ALL} FROM measurements WHERE archive_segment > ? "
+                f"SELECT {self._all} FROM measurements WHERE archive_segment > ? "
                 "OR (archive_segment = ? AND archive_offset >= ?) "
                 "ORDER BY archive_segment, archive_offset, measurement_uid",
                 [location.segment, location.segment, location.offset],
@@ -538,6 +572,49 @@ class DuckDBStore(Store):
                     yield MeasurementRow(*r)
         finally:
             cur.close()
+
+    # -- people's reports ---------------------------------------------------------------------
+    def add_people_reports(self, reports: Sequence[PeopleReport]) -> None:
+        if not reports:
+            return
+        columns = list(zip(*(msgspec.structs.astuple(r) for r in reports), strict=True))
+        with self._write_lock:
+            cur = self._con.cursor()
+            try:
+                cur.execute(
+                    "INSERT INTO people_reports "
+                    "(report_hour, probe_cc, probe_asn, target, failure, note) "
+                    "SELECT unnest(?), unnest(?), unnest(?), unnest(?), unnest(?), unnest(?)",
+                    [list(c) for c in columns],
+                )
+            finally:
+                cur.close()
+
+    def people_report_counts(self, query: ReportFilters | None = None) -> list[ReportCount]:
+        if not self._has_table("people_reports"):
+            return []
+        where, params = report_where(query or ReportFilters())
+        found = self._fetch(
+            "SELECT probe_cc, probe_asn, target, report_hour, count(*) FROM people_reports"
+            f"{where} GROUP BY report_hour, probe_cc, probe_asn, target "
+            "ORDER BY report_hour, probe_cc, probe_asn, target",
+            params,
+        )
+        return [ReportCount(*r) for r in found]
+
+    def people_reports(
+        self, query: ReportFilters | None = None, *, limit: int = 100
+    ) -> list[PeopleReport]:
+        if not self._has_table("people_reports"):
+            return []
+        where, params = report_where(query or ReportFilters())
+        found = self._fetch(
+            "SELECT report_hour, probe_cc, probe_asn, target, failure, note FROM people_reports"
+            f"{where} ORDER BY report_hour DESC, target, failure, note NULLS FIRST, "
+            "probe_cc, probe_asn LIMIT ?",
+            [*params, int(limit)],
+        )
+        return [PeopleReport(*r) for r in found]
 
     def close(self) -> None:
         self._con.close()

@@ -35,6 +35,7 @@ MEASUREMENT_TYPES: dict[str, str] = {
     "source": "text",
     "archive_segment": "text",
     "archive_offset": "int",
+    "workarounds": "json?",
 }
 assert tuple(MEASUREMENT_TYPES) == COLUMNS
 
@@ -84,6 +85,12 @@ CREATE TABLE IF NOT EXISTS ingested_sources (
 #: to tables made before it had the column.
 INGESTED_ERRORS = "ALTER TABLE ingested_sources ADD COLUMN IF NOT EXISTS errors VARCHAR"
 
+#: ``workarounds``: the verdict's circumvention summary (JSON text; NULL for a measurement
+#: without one), added to tables made before it had the column.
+MEASUREMENTS_WORKAROUNDS = (
+    "ALTER TABLE measurements ADD COLUMN IF NOT EXISTS workarounds VARCHAR DEFAULT NULL"
+)
+
 #: Other names of stored measurements (``Store.add_aliases``): ingest's content names.
 ALIASES = """
 CREATE TABLE IF NOT EXISTS measurement_aliases (
@@ -131,4 +138,28 @@ CREATE TABLE IF NOT EXISTS event_state (
 
 EVENT_TABLES: tuple[str, ...] = (STORED_EVENTS, EVENT_STATE)
 
-ALL: tuple[str, ...] = (MEASUREMENTS, CHECKPOINT, INGESTED, INGESTED_ERRORS, ALIASES, *EVENT_TABLES)
+#: People's reports (``Store.add_people_reports``), apart from the measurements: where (the
+#: country and network the collector looked up, the address itself never kept), what and which
+#: hour. Nothing else: no address, no user agent, no minute, no arrival order that a read
+#: returns (docs/collector.md, "People's reports").
+PEOPLE_REPORTS = """
+CREATE TABLE IF NOT EXISTS people_reports (
+    report_hour TIMESTAMP NOT NULL,
+    probe_cc    VARCHAR NOT NULL,
+    probe_asn   VARCHAR NOT NULL,
+    target      VARCHAR NOT NULL,
+    failure     VARCHAR NOT NULL,
+    note        VARCHAR
+)
+"""
+
+ALL: tuple[str, ...] = (
+    MEASUREMENTS,
+    MEASUREMENTS_WORKAROUNDS,
+    CHECKPOINT,
+    INGESTED,
+    INGESTED_ERRORS,
+    ALIASES,
+    *EVENT_TABLES,
+    PEOPLE_REPORTS,
+)

@@ -62,11 +62,20 @@ def _make_pki(state: TestbedState, plan: planmod.TestbedPlan) -> None:
     censor_ca.issue(["blocked.censor.example"], directory=state.pki_dir / "censor", stem="blocked")
 
 
+def _router(ns: str) -> None:
+    """A router namespace: forwards, and answers every expired packet with time-exceeded (no
+    ICMP rate limit, so a TTL-limited probe hears each hop every time)."""
+    netns.add_namespace(ns)
+    netns.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1", "net.ipv4.icmp_ratelimit=0"], ns=ns)
+
+
 def _build_network(plan: planmod.TestbedPlan) -> None:
+    """The namespaces and cables of every path: probe ─ access ─ core ─ gateway ─ transit ─
+    internet (plan.py). Each router's side towards the probe carries the address its ICMP
+    messages come from; links upstream are point-to-point /32s with host routes."""
     router, inet = plan.router_ns, plan.internet_ns
-    for ns in (router, inet):
-        netns.add_namespace(ns)
-    netns.enable_forwarding(router)
+    _router(router)
+    netns.add_namespace(inet)
     lan_router, lan_inet = planmod.INTERNET_LINK
     netns.veth(router, "inet", inet, "eth0")
     netns.address(router, "inet", f"{lan_router}/24")
@@ -78,21 +87,48 @@ def _build_network(plan: planmod.TestbedPlan) -> None:
         netns.route(router, "unreachable", prefix)
     for address in plan.service_addresses():
         netns.address(inet, "lo", f"{address}/32")
+    for gw in plan.gateways.values():
+        _router(gw.namespace)
+        link = f"g{gw.index}"
+        netns.veth(gw.namespace, "uplink", router, link)
+        netns.address(gw.namespace, "uplink", f"{gw.address}/32")
+        netns.address(router, link, f"{planmod.TRANSIT_ADDRESS}/32")
+        netns.route(gw.namespace, f"{planmod.TRANSIT_ADDRESS}/32", "dev", "uplink")
+        netns.route(gw.namespace, "default", "via", planmod.TRANSIT_ADDRESS, "dev", "uplink")
+        netns.route(router, f"{gw.address}/32", "dev", link)
+        censor.install_base_hop(gw.namespace)
+    censor.install_base_hop(router)
     for net in plan.networks:
+        gw = plan.gateways[net.network.cc]
         netns.add_namespace(net.censor_ns)
         netns.add_namespace(net.probe_ns)
-        netns.enable_forwarding(net.censor_ns)
+        _router(net.core_ns)
+        netns.run(
+            ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1", "net.ipv4.icmp_ratelimit=0"],
+            ns=net.censor_ns,
+        )
         netns.veth(net.censor_ns, "lan", net.probe_ns, "eth0")
-        netns.veth(net.censor_ns, "wan", router, f"n{net.index}")
+        netns.veth(net.censor_ns, "wan", net.core_ns, "downlink")
+        link = f"c{net.index}"
+        netns.veth(net.core_ns, "uplink", gw.namespace, link)
         netns.address(net.probe_ns, "eth0", f"{net.probe_ip}/24")
         netns.address(net.censor_ns, "lan", f"{net.censor_lan_ip}/24")
         netns.address(net.censor_ns, "wan", f"{net.censor_wan_ip}/24")
-        netns.address(router, f"n{net.index}", f"{net.router_ip}/24")
+        netns.address(net.core_ns, "downlink", f"{net.router_ip}/24")
+        netns.address(net.core_ns, "uplink", f"{net.core_up_ip}/32")
+        netns.address(gw.namespace, link, f"{gw.address}/32")
         netns.route(net.probe_ns, "default", "via", net.censor_lan_ip)
         netns.route(net.censor_ns, "default", "via", net.router_ip)
-        netns.route(router, f"100.64.{net.index}.0/24", "via", net.censor_wan_ip)
+        netns.route(net.core_ns, f"100.64.{net.index}.0/24", "via", net.censor_wan_ip)
+        netns.route(net.core_ns, f"{gw.address}/32", "dev", "uplink")
+        netns.route(net.core_ns, "default", "via", gw.address, "dev", "uplink")
+        netns.route(gw.namespace, f"{net.core_up_ip}/32", "dev", link)
+        for prefix in net.clients:
+            netns.route(gw.namespace, prefix, "via", net.core_up_ip, "dev", link)
+            netns.route(router, prefix, "via", gw.address, "dev", f"g{gw.index}")
         netns.set_resolv_conf(net.probe_ns, net.censor_lan_ip)
         censor.install_base(net)
+        censor.install_base_hop(net.core_ns)
     down_sites = [h for h in plan.hosts.values() if h.target.down]
     for host in down_sites:
         for address in host.addresses:
@@ -226,6 +262,40 @@ def _wait_for(state: TestbedState, checks: list[tuple[str, str, int]]) -> None:
             raise TestbedError(f"testbed services did not start in {ns}: {proc.stderr.strip()}")
 
 
+def _hop_daemon_name(namespace: str) -> str:
+    return f"censor-hop-{namespace}"
+
+
+def _start_hop_daemons(
+    state: TestbedState, plan: planmod.TestbedPlan, hops: list[planmod.Hop]
+) -> None:
+    """A censor daemon in each of these routers that has none yet; returns once every one
+    of them enforces (its ready file), so a censor switched on next is in force at once."""
+    info = state.info()
+    pids = info.setdefault("pids", {})
+    started = []
+    for hop in {h.namespace: h for h in hops}.values():
+        name = _hop_daemon_name(hop.namespace)
+        if name in pids and netns._exists(pids[name]):
+            continue
+        policy_file = censor.hop_policy_file(state, hop.namespace)
+        censor.ready_file(policy_file).unlink(missing_ok=True)
+        if not policy_file.is_file():
+            write_json(policy_file, {"hop": hop.role, "networks": []})
+        command = _python(
+            "censorwatch.testbed.services.censord", str(state.folder), "--hop", hop.namespace
+        )
+        pids[name] = _spawn(state, hop.namespace, name, command)
+        started.append((name, censor.ready_file(policy_file)))
+    state.write_info(info)
+    deadline = time.monotonic() + READY_TIMEOUT
+    for name, ready in started:
+        while not ready.is_file():
+            if time.monotonic() > deadline or not netns._exists(pids[name]):
+                raise TestbedError(f"the censor daemon {name} did not start\n{_log_tails(state)}")
+            time.sleep(0.05)
+
+
 def up(scenario_spec: str, tb_id: str, *, replace: bool = False) -> TestbedState:
     scenario = scenariomod.load(scenario_spec)
     state = TestbedState.for_id(tb_id)
@@ -289,6 +359,13 @@ def up(scenario_spec: str, tb_id: str, *, replace: bool = False) -> TestbedState
                 _python("censorwatch.testbed.services.censord", str(state.folder), net.asn),
             )
         state.write_info(info)
+        # Censors further up a path get a daemon in their router, only where one is named.
+        _start_hop_daemons(
+            state,
+            plan,
+            [plan.hop(c.network, c.hop) for c in scenario.censors if c.hop != "access"],
+        )
+        info = state.info()
         checks = [
             (plan.internet_ns, planmod.CONTROL, 443),
             (plan.internet_ns, planmod.DOH_RESOLVER, 443),
@@ -307,7 +384,7 @@ def up(scenario_spec: str, tb_id: str, *, replace: bool = False) -> TestbedState
         for c in scenario.censors:
             if c.start == 0:
                 censor.set_censor(
-                    state, plan, c.network, c.method, list(c.targets), True, c.rate, c.loss
+                    state, plan, c.network, c.method, list(c.targets), True, c.rate, c.loss, c.hop
                 )
         if any(c.start > 0 or c.end is not None for c in scenario.censors):
             info["pids"]["scheduler"] = _spawn(
@@ -387,7 +464,10 @@ def set_method(
     on: bool,
     rate: str | None = None,
     loss: str | None = None,
+    hop: str | int = "access",
 ) -> dict:
+    """Switch a censor on or off now; at a router other than the access one (``hop``), its
+    daemon is started first if that router has none."""
     state = require(tb_id)
     plan = state.plan()
     hosts = [scenariomod.normalise_host(t) for t in targets]
@@ -395,7 +475,10 @@ def set_method(
         rate = scenariomod.parse_rate(rate, "--rate")
     fraction = scenariomod.parse_loss(loss, "--loss") if loss is not None else None
     try:
-        return censor.set_censor(state, plan, network, method, hosts, on, rate, fraction)
+        role = scenariomod.parse_hop(hop, "--hop", method)
+        if role != "access" and on:
+            _start_hop_daemons(state, plan, [plan.hop(network, role)])
+        return censor.set_censor(state, plan, network, method, hosts, on, rate, fraction, role)
     except (KeyError, ValueError) as exc:
         raise TestbedError(str(exc).strip("'\"")) from exc
 
@@ -472,7 +555,7 @@ def probe_environment(tb_id: str, network: str) -> tuple[str, dict[str, str]]:
 
 def defaults_environment(tb_id: str, network: str) -> tuple[str, dict[str, str]]:
     """What a probe host of the network has when the probe relies on its built-in defaults:
-    the testbed CA, and the emulated machine's own configuration and data folders."""
+    the testbed CA, and the emulated machine's own configuration, data and state folders."""
     state = require(tb_id)
     try:
         net = state.plan().network(network)
@@ -483,6 +566,7 @@ def defaults_environment(tb_id: str, network: str) -> tuple[str, dict[str, str]]
         "CENSORWATCH_CA": str(state.ca_file),
         "XDG_CONFIG_HOME": str(home / "config"),
         "XDG_DATA_HOME": str(home / "data"),
+        "XDG_STATE_HOME": str(home / "state"),  # the probe's consent, lock and queue
     }
 
 

@@ -23,7 +23,10 @@ def run(
     input_text: str | None = None,
     timeout: float = 30,
 ) -> subprocess.CompletedProcess:
-    cmd = ["ip", "netns", "exec", ns, *args] if ns else list(args)
+    if ns and args and args[0] == "ip":
+        cmd = ["ip", "-n", ns, *args[1:]]  # one process, no ``netns exec`` mount dance
+    else:
+        cmd = ["ip", "netns", "exec", ns, *args] if ns else list(args)
     proc = subprocess.run(
         cmd, capture_output=True, text=True, input=input_text, timeout=timeout, check=False
     )
@@ -40,8 +43,8 @@ def list_namespaces() -> list[str]:
 def add_namespace(name: str) -> None:
     run(["ip", "netns", "add", name])
     run(["ip", "link", "set", "lo", "up"], ns=name)
-    for key in ("net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter"):
-        run(["sysctl", "-q", "-w", f"{key}=0"], ns=name)
+    keys = ("net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter")
+    run(["sysctl", "-q", "-w", *(f"{key}=0" for key in keys)], ns=name)
 
 
 def enable_forwarding(name: str) -> None:

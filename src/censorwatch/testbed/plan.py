@@ -1,9 +1,16 @@
 """Every address of the emulated internet, decided once from the scenario.
 
-Layout (all inside namespaces the testbed creates; nothing is routed outside them)::
+Layout (all inside namespaces the testbed creates; nothing is routed outside them): each
+network's path to the internet is a chain of routers, each its own namespace::
 
-    probe ns (100.64.N.2) ── censor ns (100.64.N.1 | 198.18.N.2) ── router (198.18.N.1 | 198.19.0.1)
-                                                                      └── internet ns (198.19.0.2)
+    probe ── access (hop 1) ── core (2) ──── gateway (3) ─────── transit (4) ── internet ns
+    .N.2     the censor ns      198.18.N.1   198.19.C.1           198.19.254.1   198.19.0.2
+             100.64.N.1         (the ISP's)  (one per country,    (the router
+             198.18.N.2                      shared by its ISPs)   ns, shared)
+
+A router answers ICMP time-exceeded from the address shown (its side towards the probe), and
+the address plan names its AS: the ISP's for access and core, a national carrier's for the
+gateway of country C, the transit provider's for transit.
 
 The internet namespace carries the service addresses on its loopback: infrastructure in
 192.0.2.0/24, the X platform in 198.51.100.0/24 (AS13414), its media CDN and every other site
@@ -16,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from censorwatch.testbed.scenario import Network, Scenario, Target
+from censorwatch.testbed.scenario import HOPS, Network, Scenario, Target
 
 AUTHORITATIVE_DNS = "192.0.2.53"
 PUBLIC_RESOLVER = "192.0.2.8"
@@ -28,6 +35,12 @@ THROUGHPUT_PATH = "/censorwatch/throughput.bin"
 THROUGHPUT_SIZE = 2 * 1024 * 1024
 BOGON_ANSWER = "10.10.34.34"
 INTERNET_LINK = ("198.19.0.1", "198.19.0.2")
+
+TRANSIT_ADDRESS = "198.19.254.1"
+TRANSIT_AS = (65536, "Testbed Transit")
+#: National carriers (one per country of the scenario) take ASNs from RFC 5398's
+#: documentation range after the transit's, then from the private-use range.
+NATIONAL_CARRIER_FIRST_AS = 65537
 
 CHECKIN = "192.0.2.90"
 
@@ -88,11 +101,46 @@ class NetworkPlan:
     probe_ip: str
     censor_lan_ip: str
     censor_wan_ip: str
-    router_ip: str
+    router_ip: str  # the next hop upstream of the censor: the core router's downstream side
+    core_ns: str = ""
+    core_up_ip: str = ""  # the core's side towards the gateway
+    country: int = 0  # index of the network's country: its gateway
 
     @property
     def asn(self) -> str:
         return self.network.asn
+
+    @property
+    def clients(self) -> list[str]:
+        """The prefixes this network's traffic comes from (its probes, its ISP's own hosts)."""
+        return [f"100.64.{self.index}.0/24", f"198.18.{self.index}.0/24"]
+
+
+@dataclass(frozen=True)
+class GatewayPlan:
+    """A country's national gateway: every network of that country reaches transit through it."""
+
+    index: int
+    cc: str
+    namespace: str
+    address: str
+    asn: int
+
+    @property
+    def as_org_name(self) -> str:
+        return f"Testbed National Carrier {self.cc}"
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One router of a network's path, as a scenario's ``hop`` names it."""
+
+    number: int  # the TTL at which it answers time-exceeded
+    role: str  # one of HOPS
+    namespace: str
+    address: str  # the source of its ICMP messages towards the probe
+    asn: int
+    shared: bool  # carries other networks' traffic too (gateway, transit)
 
 
 @dataclass
@@ -110,10 +158,30 @@ class TestbedPlan:
     scenario: Scenario
     networks: list[NetworkPlan] = field(default_factory=list)
     hosts: dict[str, HostPlan] = field(default_factory=dict)
+    gateways: dict[str, GatewayPlan] = field(default_factory=dict)  # cc -> its gateway
 
     @property
     def router_ns(self) -> str:
+        """The transit router (hop 4 of every path), joined to the internet namespace."""
         return f"{self.testbed_id}-router"
+
+    def path(self, asn: str) -> list[Hop]:
+        """The routers between a network's probe and the internet, hop 1 first."""
+        net = self.network(asn)
+        gw = self.gateways[net.network.cc]
+        isp = int(net.asn.removeprefix("AS"))
+        return [
+            Hop(1, "access", net.censor_ns, net.censor_lan_ip, isp, False),
+            Hop(2, "core", net.core_ns, net.router_ip, isp, False),
+            Hop(3, "gateway", gw.namespace, gw.address, gw.asn, True),
+            Hop(4, "transit", self.router_ns, TRANSIT_ADDRESS, TRANSIT_AS[0], True),
+        ]
+
+    def hop(self, asn: str, role: str) -> Hop:
+        for hop in self.path(asn):
+            if hop.role == role:
+                return hop
+        raise KeyError(f"no hop {role!r} on the path of {asn} (hops: {', '.join(HOPS)})")
 
     @property
     def internet_ns(self) -> str:
@@ -180,10 +248,22 @@ class TestbedPlan:
         for net in self.networks:
             asn = int(net.asn.removeprefix("AS"))
             name = net.network.name or net.asn
-            for prefix in (f"100.64.{net.index}.0/24", f"198.18.{net.index}.0/24"):
+            for prefix in net.clients:
                 networks.append(
                     {"prefix": prefix, "asn": asn, "as_org_name": name, "cc": net.network.cc}
                 )
+        for gw in self.gateways.values():
+            networks.append(
+                {
+                    "prefix": f"198.19.{gw.index}.0/24",
+                    "asn": gw.asn,
+                    "as_org_name": gw.as_org_name,
+                    "cc": gw.cc,
+                }
+            )
+        networks.append(
+            {"prefix": f"{TRANSIT_ADDRESS}/32", "asn": TRANSIT_AS[0], "as_org_name": TRANSIT_AS[1]}
+        )
         return {
             "public_prefixes": [
                 "192.0.2.0/24",
@@ -195,8 +275,30 @@ class TestbedPlan:
         }
 
 
+def national_carrier_asn(country_index: int) -> int:
+    if country_index <= 15:  # RFC 5398: 65536-65551; 65536 is the transit
+        return NATIONAL_CARRIER_FIRST_AS + country_index - 1
+    return 4_200_000_000 + country_index  # RFC 6996 private use
+
+
 def build(scenario: Scenario, testbed_id: str) -> TestbedPlan:
     plan = TestbedPlan(testbed_id=testbed_id, scenario=scenario)
+    for cc in dict.fromkeys(n.cc for n in scenario.networks):
+        index = len(plan.gateways) + 1
+        plan.gateways[cc] = GatewayPlan(
+            index=index,
+            cc=cc,
+            namespace=f"{testbed_id}-gw-{cc}",
+            address=f"198.19.{index}.1",
+            asn=national_carrier_asn(index),
+        )
+    chain_asns = {TRANSIT_AS[0], *(g.asn for g in plan.gateways.values())}
+    for net in scenario.networks:
+        if int(net.asn.removeprefix("AS")) in chain_asns:
+            raise ValueError(
+                f"{net.asn} is the AS of the testbed's transit or a national gateway; "
+                "give the network another number"
+            )
     for i, net in enumerate(scenario.networks, 1):
         plan.networks.append(
             NetworkPlan(
@@ -208,6 +310,9 @@ def build(scenario: Scenario, testbed_id: str) -> TestbedPlan:
                 censor_lan_ip=f"100.64.{i}.1",
                 censor_wan_ip=f"198.18.{i}.2",
                 router_ip=f"198.18.{i}.1",
+                core_ns=f"{testbed_id}-core-{net.asn}",
+                core_up_ip=f"198.18.{i}.3",
+                country=plan.gateways[net.cc].index,
             )
         )
     pools: dict[str, list[str]] = {}

@@ -30,6 +30,12 @@ METHODS: tuple[str, ...] = (
     "packet-loss",
 )
 
+#: The routers of a network's path by name, hop 1 first (docs/testbed.md, "Paths").
+HOPS: tuple[str, ...] = ("access", "core", "gateway", "transit")
+DEFAULT_HOP = "access"
+#: Methods only the ISP's own edge can apply: its resolver answers, its shaper shapes.
+ACCESS_ONLY = frozenset({"dns-nxdomain", "dns-bogon", "throttle"})
+
 _ASN = re.compile(r"^AS[1-9][0-9]{0,9}$")
 _DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h)?\s*$")
 _RATE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(bit|kbit|mbit|gbit)\s*$", re.IGNORECASE)
@@ -67,6 +73,7 @@ class Censor:
     end: float | None = None
     rate: str | None = None
     loss: float | None = None  # packet-loss: the fraction of packets dropped
+    hop: str = DEFAULT_HOP  # the router of the network's path that censors (one of HOPS)
 
 
 @dataclass
@@ -122,6 +129,24 @@ def parse_loss(value: object, where: str) -> float:
     if not 0 < fraction < 1:
         raise ScenarioError(f"{where}: loss must be between 0% and 100%")
     return fraction
+
+
+def parse_hop(value: object, where: str, method: str | None = None) -> str:
+    """A hop by name (``"gateway"``) or by number (``3``, ``"3"``), as its name."""
+    text = str(value).strip().lower()
+    if isinstance(value, bool):
+        text = ""
+    if text.isdigit() and 1 <= int(text) <= len(HOPS):
+        text = HOPS[int(text) - 1]
+    if text not in HOPS:
+        choices = ", ".join(f"{n} ({name})" for n, name in enumerate(HOPS, 1))
+        raise ScenarioError(f"{where}: hop {value!r} is not a hop of the path; known: {choices}")
+    if method in ACCESS_ONLY and text != DEFAULT_HOP:
+        raise ScenarioError(
+            f"{where}: {method} is applied by the ISP's own resolver or shaper, "
+            f"so only at hop 1 (access), not at {text}"
+        )
+    return text
 
 
 def normalise_host(host: str) -> str:
@@ -192,7 +217,9 @@ def parse(data: dict, source: str = "<scenario>") -> Scenario:
     censors: list[Censor] = []
     for i, raw in enumerate(data.get("censor", []), 1):
         where = f"{source}: [[censor]] #{i}"
-        _known_keys(raw, {"network", "method", "targets", "start", "end", "rate", "loss"}, where)
+        _known_keys(
+            raw, {"network", "method", "targets", "start", "end", "rate", "loss", "hop"}, where
+        )
         network = str(_require(raw, "network", where)).upper()
         if network not in {n.asn for n in networks}:
             raise ScenarioError(f"{where}: network {network} is not declared in [[network]]")
@@ -221,7 +248,8 @@ def parse(data: dict, source: str = "<scenario>") -> Scenario:
             loss = parse_loss(_require(raw, "loss", where), f"{where} loss")
         elif "loss" in raw:
             raise ScenarioError(f"{where}: loss only applies to the packet-loss method")
-        censors.append(Censor(network, method, hosts, start, end, rate, loss))
+        hop = parse_hop(raw.get("hop", DEFAULT_HOP), f"{where} hop", method)
+        censors.append(Censor(network, method, hosts, start, end, rate, loss, hop))
     return Scenario(name=name, networks=networks, targets=targets, censors=censors, source=source)
 
 

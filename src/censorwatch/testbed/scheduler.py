@@ -17,30 +17,31 @@ from censorwatch.testbed.state import TestbedState
 log = logging.getLogger("scheduler")
 
 
-Switch = tuple[float, str, str, tuple[str, ...], bool, str | None, float | None]
+Switch = tuple[float, str, str, tuple[str, ...], bool, str | None, float | None, str]
 
 
 def timeline(state: TestbedState) -> list[Switch]:
-    """(offset, network, method, targets, on, rate) for every scheduled switch after t=0."""
+    """(offset, network, method, targets, on, rate, loss, hop) for every scheduled switch
+    after t=0."""
     events = []
     for c in state.scenario().censors:
         if c.start > 0:
-            events.append((c.start, c.network, c.method, c.targets, True, c.rate, c.loss))
+            events.append((c.start, c.network, c.method, c.targets, True, c.rate, c.loss, c.hop))
         if c.end is not None:
-            events.append((c.end, c.network, c.method, c.targets, False, c.rate, c.loss))
+            events.append((c.end, c.network, c.method, c.targets, False, c.rate, c.loss, c.hop))
     return sorted(events, key=lambda e: (e[0], not e[4]))
 
 
 def run(state: TestbedState) -> None:
     plan = state.plan()
     started = state.info()["started_at"]
-    for offset, network, method, targets, on, rate, loss in timeline(state):
+    for offset, network, method, targets, on, rate, loss, hop in timeline(state):
         delay = started + offset - time.time()
         if delay > 0:
             time.sleep(delay)
         if not state.exists():
             return  # the testbed went down under us
-        censor.set_censor(state, plan, network, method, list(targets), on, rate, loss)
+        censor.set_censor(state, plan, network, method, list(targets), on, rate, loss, hop)
         log.info(
             "t=%.1fs %s %s %s on %s",
             time.time() - started,

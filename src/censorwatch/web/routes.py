@@ -22,11 +22,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from censorwatch.events.platforms import Platform, load_platforms
 from censorwatch.events.stored import REBUILD_HINT
 from censorwatch.model import METHODS, Event
-from censorwatch.store.base import VERDICTS, EventFilters, Filters
-from censorwatch.store.filters import FilterError, parse_asn, parse_filters
-from censorwatch.times import naive_utc
+from censorwatch.store.base import REPORT_FAILURES, VERDICTS, EventFilters, Filters
+from censorwatch.store.filters import FilterError, parse_asn, parse_cc, parse_filters
+from censorwatch.times import naive_utc, utcnow
+from censorwatch.web import people, views
 from censorwatch.web import steps as steps_mod
-from censorwatch.web import views
+from censorwatch.web import workarounds as still_works
 
 router = APIRouter(include_in_schema=False)
 log = logging.getLogger(__name__)
@@ -34,6 +35,10 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 50
 #: How far back the overview matrix and a network's history look from the newest measurement.
 MATRIX_WINDOW = timedelta(days=2)
+#: The overview's matrix shows the networks with the most blocking (``views.bounded``); one
+#: country's page shows all of its networks, up to the second bound.
+OVERVIEW_ROWS, OVERVIEW_COLUMNS = 60, 24
+COUNTRY_ROWS, COUNTRY_COLUMNS = 400, 60
 HISTORY_WINDOW = timedelta(days=30)
 #: Upper bound on verdicts one page reads, whatever the store holds.
 MAX_VERDICTS = 200_000
@@ -125,18 +130,33 @@ _matrix = views.StoreCache(_latest_matrix)
 
 
 @router.get("/explorer")
-def overview(request: Request) -> HTMLResponse:
+def overview(request: Request, probe_cc: str | None = None) -> HTMLResponse:
+    """Events and the latest verdicts; ``?probe_cc=PK`` narrows both to one country."""
     store = request.app.state.store
     platforms = _platforms()
+    try:
+        country = parse_cc(probe_cc)
+    except FilterError as e:
+        return render("not_found.html", status=400, title="Bad request", what=str(e))
     stored = views.all_events(store)
     events = views.ordered_events(_with_impact(request, stored or []))
+    if country is not None:
+        events = [e for e in events if e.cc == country]
     newest, matrix = _matrix.get(store)
+    if matrix is not None:
+        rows, columns = (
+            (OVERVIEW_ROWS, OVERVIEW_COLUMNS)
+            if country is None
+            else (COUNTRY_ROWS, COUNTRY_COLUMNS)
+        )
+        matrix = views.bounded(matrix, rows, columns, country)
     return render(
         "overview.html",
-        title="Overview",
+        title="Overview" if country is None else f"Overview: {country}",
         events=_grouped(events, platforms),
         events_hint=None if stored is not None else REBUILD_HINT,
         matrix=matrix,
+        country=country,
         total=store.count(),
         newest=newest,
     )
@@ -150,8 +170,12 @@ def _with_impact(request: Request, events: list[Event]) -> list[Event]:
 
 
 def _events_of(request: Request, query: EventFilters | None = None) -> list[Event]:
-    """The stored events (matching ``query``), with their impact; none if never built."""
-    return _with_impact(request, request.app.state.store.stored_events(query))
+    """The stored events (matching ``query``), with their impact and the people's reports
+    around their onsets; none if never built."""
+    from censorwatch.events.records import with_reports
+
+    store = request.app.state.store
+    return _with_impact(request, with_reports(store.stored_events(query), store, _platforms()))
 
 
 def _event_item(
@@ -247,6 +271,7 @@ def event_page(request: Request, event_id: str) -> HTMLResponse:
         parts=[_event_item(e, platforms) for e in views.ordered_events(parts)],
         part_of=[_event_item(e, platforms) for e in views.ordered_events(part_of)],
         record=event.to_record(),
+        workarounds=still_works.of_event(event),
     )
 
 
@@ -323,6 +348,7 @@ def measurement(request: Request, measurement_uid: str) -> HTMLResponse:
         raw_available=raw is not None,
         raw_url="/api/v1/raw_measurement?" + urlencode({"measurement_uid": measurement_uid}),
         events=_grouped(events, platforms),
+        workarounds=still_works.of_row(row),
     )
 
 
@@ -359,7 +385,29 @@ def network(request: Request, asn: str) -> HTMLResponse:
         history=history,
         timeline=views.timeline_svg(rows, first, newest + timedelta(minutes=1)),
         events=_grouped(events, platforms),
+        workarounds=still_works.of_network(
+            views.ordered_events(events), lambda t: views.target_name(t, platforms)
+        ),
         since=first,
         newest=newest,
         total=store.count(Filters(probe_asn=asn)),
+        reports=people.network_reports(store, asn, naive_utc(utcnow()), history, platforms),
+    )
+
+
+@router.get("/explorer/report")
+def report_form(sent: str | None = None, target: str | None = None) -> HTMLResponse:
+    """The plain form people report a target with; it posts to ``POST /api/v1/reports``
+    (no script, no cookie: with nothing a session could ride on, there is no CSRF to guard)."""
+    from censorwatch.collector.people_reports import MAX_NOTE_BYTES, MAX_TARGET_CHARS
+
+    return render(
+        "report.html",
+        title="Report a block",
+        sent=sent == "1",
+        target=(target or "")[:MAX_TARGET_CHARS],
+        platforms=_platforms(),
+        failures=REPORT_FAILURES,
+        max_note=MAX_NOTE_BYTES,
+        max_target=MAX_TARGET_CHARS,
     )

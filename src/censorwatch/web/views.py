@@ -7,6 +7,7 @@ serves.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import defaultdict
@@ -29,6 +30,7 @@ from censorwatch.events.timeline import timeline_svg as timeline_svg
 from censorwatch.model import Event
 from censorwatch.times import naive_utc
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -45,7 +47,11 @@ def show_time(value: str | datetime | None, *, seconds: bool = True) -> str:
 
 class StoreCache(Generic[T]):
     """A value derived from the whole store, recomputed once the store has grown, but at most
-    once per ``min_interval`` seconds: a busy collector grows the store all the time."""
+    once per ``min_interval`` seconds: a busy collector grows the store all the time.
+
+    Once a value exists, a stale one is still served while a background thread computes the
+    next (one at a time), so readers never wait for a recomputation a collector triggers; only
+    the very first request for a store waits."""
 
     def __init__(self, compute: Callable[[Any], T], min_interval: float = 10.0) -> None:
         self._compute = compute
@@ -54,6 +60,7 @@ class StoreCache(Generic[T]):
         self._key: tuple[int, int] | None = None
         self._at = 0.0
         self._value: T | None = None
+        self._refreshing = False
 
     def get(self, store: Any) -> T:
         key = (id(store), store.count())
@@ -63,10 +70,29 @@ class StoreCache(Generic[T]):
             fresh = self._key == key or now - self._at < self._min_interval
             if same_store and fresh:
                 return self._value  # type: ignore[return-value]
+            if same_store and not self._refreshing:
+                self._refreshing = True
+                threading.Thread(
+                    target=self._refresh, args=(store, key), name="explorer-cache", daemon=True
+                ).start()
+            if same_store:
+                return self._value  # type: ignore[return-value]
         value = self._compute(store)
         with self._lock:
             self._key, self._at, self._value = key, now, value
         return value
+
+    def _refresh(self, store: Any, key: tuple[int, int]) -> None:
+        try:
+            value = self._compute(store)
+            with self._lock:
+                if self._key is not None and self._key[0] == key[0]:
+                    self._key, self._at, self._value = key, time.monotonic(), value
+        except Exception:  # the stale value stays; the next request tries again
+            log.exception("recomputing a cached explorer view failed")
+        finally:
+            with self._lock:
+                self._refreshing = False
 
 
 def all_events(store: Any) -> list[Event] | None:
@@ -210,6 +236,9 @@ class Matrix:
     rows: list[tuple[str, str, dict[str, Cell]]]  # (cc, asn, cells by column key)
     since: datetime | None
     until: datetime | None
+    # What a bounded view left out (``bounded``): counted, and one click away.
+    hidden_rows: int = 0
+    hidden_columns: int = 0
 
 
 def build_matrix(verdicts: Iterable[dict[str, Any]], platforms: list[Platform]) -> Matrix:
@@ -248,6 +277,32 @@ def build_matrix(verdicts: Iterable[dict[str, Any]], platforms: list[Platform]) 
         rows=rows,
         since=naive_utc(first) if first else None,
         until=naive_utc(last) if last else None,
+    )
+
+
+def bounded(matrix: Matrix, max_rows: int, max_columns: int, country: str | None = None) -> Matrix:
+    """The part of the matrix a page can show: at most ``max_columns`` columns (platforms, then
+    the most blocked domains) and ``max_rows`` networks (those with the most blocked cells in
+    those columns), shown in country order; ``country`` keeps one country's networks only.
+
+    The full matrix grows with networks × targets (500 × 200 is a 7 MB page); what a reader
+    scans for is where blocking is, and every network stays one click away."""
+    rows = [r for r in matrix.rows if country is None or r[0] == country]
+    columns = matrix.columns[:max_columns]
+    keys = [key for key, _ in columns]
+
+    def weight(row: tuple[str, str, dict[str, Cell]]) -> tuple[int, int]:
+        cells = [row[2][k] for k in keys if k in row[2]]
+        return (-sum(c.blocked > 0 for c in cells), -len(cells))
+
+    kept = sorted(rows, key=weight)[:max_rows]
+    return Matrix(
+        columns=columns,
+        rows=sorted(kept, key=lambda r: (r[0], r[1])),
+        since=matrix.since,
+        until=matrix.until,
+        hidden_rows=len(rows) - len(kept),
+        hidden_columns=len(matrix.columns) - len(columns),
     )
 
 

@@ -156,15 +156,17 @@ def _all_stored(db: Path, uids: list[str]) -> bool:
 
 
 def _events_from_store(db: Path) -> list[dict[str, Any]]:
+    from censorwatch.events.records import with_reports
     from censorwatch.events.tracker import EventTracker
 
     store = _open_store(db)
     try:
         tracker = EventTracker()
         tracker.update(store.iter_verdicts())
+        events = with_reports(tracker.events(), store)  # people's reports around each onset
     finally:
         store.close()
-    return [ev.to_record() for ev in tracker.events()]
+    return [ev.to_record() for ev in events]
 
 
 def _from_store(

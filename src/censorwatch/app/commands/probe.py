@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -68,6 +68,14 @@ def probe(
     quic: Annotated[
         bool, typer.Option("--quic/--no-quic", help="QUIC handshakes beside TLS over TCP.")
     ] = True,
+    workarounds: Annotated[
+        bool | None,
+        typer.Option(
+            "--workarounds/--no-workarounds",
+            help="After a block, try the ways around it (default: the configuration's "
+            "[workarounds] enabled, true).",
+        ),
+    ] = None,
     reference_url: Annotated[
         str | None,
         typer.Option(
@@ -121,8 +129,12 @@ def probe(
         typer.Option("--submit", help="Collector URL; measurements wait in --queue until sent."),
     ] = None,
     queue: Annotated[
-        Path, typer.Option("--queue", help="Local queue of measurements not yet submitted.")
-    ] = Path("censorwatch-queue"),
+        Path | None,
+        typer.Option(
+            "--queue",
+            help="Local queue of measurements not yet submitted [default: STATE-DIR/queue].",
+        ),
+    ] = None,
     collector_ca: Annotated[
         Path | None,
         typer.Option("--collector-ca", help="Trust anchor (PEM) for the collector's TLS."),
@@ -136,6 +148,14 @@ def probe(
             dir_okay=False,
         ),
     ] = None,
+    locate: Annotated[
+        bool,
+        typer.Option(
+            "--locate",
+            help="Also find the hop where the censor sits: resend the offending packet with "
+            "rising TTLs beside an innocuous one (docs/probe.md; Linux only).",
+        ),
+    ] = False,
     no_defaults: Annotated[
         bool,
         typer.Option(
@@ -144,16 +164,68 @@ def probe(
             "controls, STUN servers or check-in).",
         ),
     ] = False,
+    every: Annotated[
+        str | None,
+        typer.Option(
+            "--every",
+            help="Run unattended: a cycle every DURATION (90s, 15m, 1h, 1h30m), with jitter, "
+            "a lock, the queue flushed each cycle and the state folder capped.",
+        ),
+    ] = None,
+    jitter: Annotated[
+        str | None,
+        typer.Option(
+            "--jitter",
+            help="Random delay added to each wait, at most DURATION "
+            "[default: a tenth of --every, at most 5m].",
+        ),
+    ] = None,
+    cycles: Annotated[
+        int | None,
+        typer.Option("--cycles", min=1, help="With --every: stop after N cycles."),
+    ] = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-dir",
+            help="Consent, lock, queue, log and unattended measurements "
+            "[default: $STATE_DIRECTORY, else $XDG_STATE_HOME/censorwatch/probe].",
+            file_okay=False,
+        ),
+    ] = None,
+    max_disk: Annotated[
+        str,
+        typer.Option(
+            "--max-disk",
+            help="With --every: cap on the measurements and queue in STATE-DIR (500K, 256M, 2G).",
+        ),
+    ] = "256M",
+    log_max_bytes: Annotated[
+        str, typer.Option("--log-max-bytes", help="With --every: size of STATE-DIR/probe.log.")
+    ] = "1M",
+    log_backups: Annotated[
+        int, typer.Option("--log-backups", min=0, max=100, help="Rotated logs kept.")
+    ] = 3,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes",
+            help="I have read the risks (docs/probe.md) and agree to run the probe; "
+            "recorded in STATE-DIR for later runs.",
+        ),
+    ] = False,
 ) -> None:
     """Measure URLs step by step (DNS, TCP, TLS, HTTP, throughput) and compare with a control."""
     from rich.console import Console
 
     from censorwatch.probe import control_client
-    from censorwatch.probe.config import ProbeConfig
+    from censorwatch.probe.config import ProbeConfig, default_state_dir
     from censorwatch.probe.runner import run_with_progress
     from censorwatch.targets import Target, check_url, profiles, testlists
 
     err = Console(stderr=True)
+    schedule, limits = _unattended_options(every, jitter, cycles, max_disk, log_max_bytes, output)
+    state = state_dir or default_state_dir()
     targets: list[Target] = []
     for u in url or []:
         problem = check_url(u)
@@ -192,6 +264,7 @@ def probe(
         asn_db=str(asn_db) if asn_db else None,
         throughput=throughput,
         quic=quic,
+        workarounds=workarounds,
         budgets=budget.Budgets(
             connect_timeout=connect_timeout,
             tls_timeout=tls_timeout,
@@ -219,6 +292,12 @@ def probe(
             cfg.signing_key = load_private_key(key_path)
         except KeyFileError as exc:
             raise typer.BadParameter(str(exc), param_hint="--key") from exc
+    if locate:
+        from censorwatch.probe.locate import unavailable
+
+        cfg.locate_censor = True
+        if (why_not := unavailable()) is not None:
+            err.print(f"[yellow]note:[/] --locate cannot run here: {why_not}", highlight=False)
     if cfg.cafile and not Path(cfg.cafile).is_file():
         raise typer.BadParameter(f"{cfg.cafile} does not exist", param_hint="--ca")
     if not cfg.control_url:
@@ -228,6 +307,27 @@ def probe(
             highlight=False,
         )
 
+    if not cfg.testbed:  # an emulated network puts nobody at risk: nothing to consent to
+        _ensure_consent(state, yes, err)
+    queue = queue or state / "queue"
+    if schedule is not None:
+        from censorwatch.probe import unattended
+
+        state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        unattended.setup_logging(state, limits[1], log_backups)
+        job = unattended.Unattended(
+            targets,
+            cfg,
+            state,
+            schedule,
+            submit=submit,
+            queue_dir=queue,
+            collector_ca=collector_ca,
+            concurrency=concurrency,
+            max_disk=limits[0],
+        )
+        unattended.run_unattended(job)
+        return
     out = output.open("a", encoding="utf-8") if output else sys.stdout
     sink = out
     if submit is not None:
@@ -255,3 +355,66 @@ def probe(
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _unattended_options(
+    every: str | None,
+    jitter: str | None,
+    cycles: int | None,
+    max_disk: str,
+    log_max_bytes: str,
+    output: Path | None,
+) -> tuple[Any, tuple[int, int]]:
+    """The schedule (None for a single run) and the byte limits (disk cap, log size)."""
+    from censorwatch.probe.unattended import Schedule, default_jitter, parse_duration, parse_size
+
+    limits = []
+    for value, hint in ((max_disk, "--max-disk"), (log_max_bytes, "--log-max-bytes")):
+        try:
+            limits.append(parse_size(value))
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint=hint) from None
+    if every is None:
+        for given, hint in ((jitter, "--jitter"), (cycles, "--cycles")):
+            if given is not None:
+                raise typer.BadParameter("only with --every", param_hint=hint)
+        return None, (limits[0], limits[1])
+    if output is not None:
+        raise typer.BadParameter(
+            "with --every each cycle writes its own file in STATE-DIR/measurements "
+            "(kept within --max-disk); --output is for a single run",
+            param_hint="--output",
+        )
+    try:
+        seconds = parse_duration(every)
+        spread = default_jitter(seconds) if jitter is None else parse_duration(jitter)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--every/--jitter") from None
+    if seconds < 1:
+        raise typer.BadParameter("at least one second", param_hint="--every")
+    if spread > seconds:
+        raise typer.BadParameter("cannot exceed --every", param_hint="--jitter")
+    return Schedule(seconds, spread, cycles), (limits[0], limits[1])
+
+
+def _ensure_consent(state: Path, yes: bool, err: Any) -> None:
+    """The risks explained and accepted once (docs/probe.md, "Risks"), or exit 3."""
+    from censorwatch.probe import consent
+
+    interactive = sys.stdin.isatty() and sys.stderr.isatty()
+    if interactive or yes:
+        state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        consent.ensure(
+            state,
+            yes=yes,
+            interactive=interactive,
+            show=lambda text: err.print(text, highlight=False, markup=False, soft_wrap=True),
+            ask=lambda question: typer.prompt(question, err=True),
+        )
+    except consent.ConsentRefused as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(3) from None
+    except OSError as exc:
+        err.print(f"[red]error:[/] cannot record consent in {state}: {exc}", highlight=False)
+        raise typer.Exit(3) from None

@@ -117,6 +117,10 @@ def serve(
         extra_routers=services.routers(),
         population=estimates_or_exit(population),
     )
+    if asn_db is not None:  # check-in and people's reports look connections up in it too
+        from censorwatch.geo import ip_database
+
+        app.state.ip_database = ip_database(asn_db)
 
     sock = listen_socket(host, port)
     bound = sock.getsockname()[1]
@@ -130,7 +134,10 @@ def serve(
     config = uvicorn.Config(
         app,
         log_level="warning",
-        access_log=False,
+        access_log=False,  # no line per request: no client address in any log
+        # X-Forwarded-For is read by the app, from the proxies CENSORWATCH_TRUSTED_PROXIES
+        # names only (collector.client_address); uvicorn would trust 127.0.0.1 by default.
+        proxy_headers=False,
         ssl_certfile=str(certfile) if certfile else None,
         ssl_keyfile=str(keyfile) if keyfile else None,
         timeout_keep_alive=30,

@@ -88,6 +88,9 @@ def set_(
     on: Annotated[bool, typer.Option("--on/--off", help="Switch the method on or off.")] = True,
     rate: Annotated[str | None, typer.Option(help="For throttle, e.g. 1mbit.")] = None,
     loss: Annotated[str | None, typer.Option(help="For packet-loss, e.g. 5%.")] = None,
+    hop: Annotated[
+        str, typer.Option(help="The router that censors: access, core, gateway, transit or 1-4.")
+    ] = "access",
     tb_id: IdOption = None,
 ) -> None:
     """Change a censor live: switch METHOD on or off for TARGETS on NETWORK."""
@@ -95,7 +98,7 @@ def set_(
 
     hosts = [h for t in targets for h in t.split(",") if h]
     try:
-        active = manager.set_method(_id(tb_id), network, method, hosts, on, rate, loss)
+        active = manager.set_method(_id(tb_id), network, method, hosts, on, rate, loss, hop)
     except (manager.TestbedError, ValueError) as exc:
         raise _fail(exc) from exc
     now = active.get(network.upper(), {})

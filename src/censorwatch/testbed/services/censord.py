@@ -5,11 +5,17 @@ ClientHellos and HTTP requests (NFQUEUE, with bypass so traffic flows while it s
 the policy file written by ``censor.reconcile`` says what to do with them.
 
     python -m censorwatch.testbed.services.censord STATE_DIR ASN
+    python -m censorwatch.testbed.services.censord STATE_DIR --hop NAMESPACE
+
+The second form is a censor on a router further up a path (core, gateway, transit): no
+resolver and no block server of its own, and a policy per network that matches packets by
+the network's client prefixes, since such a router carries other networks' traffic too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import signal
@@ -28,7 +34,13 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.packet import Raw
 
 from censorwatch.console import service_logging
-from censorwatch.testbed.censor import QUEUE_DNS, QUEUE_HTTP, QUEUE_TLS
+from censorwatch.testbed.censor import (
+    QUEUE_DNS,
+    QUEUE_HTTP,
+    QUEUE_TLS,
+    hop_policy_file,
+    ready_file,
+)
 from censorwatch.testbed.plan import AUTHORITATIVE_DNS, BOGON_ANSWER
 from censorwatch.testbed.services import dns as dnsservice
 from censorwatch.testbed.services import web
@@ -57,12 +69,18 @@ def blockpage_html() -> bytes:
 
 
 class Policy:
-    """The daemon's view of the policy file, reloaded whenever the file changes."""
+    """The daemon's view of the policy file, reloaded whenever the file changes.
+
+    An access daemon's file holds one network's methods (every packet it sees is that
+    network's); a hop daemon's holds several, each with the client prefixes it applies to.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.methods: dict[str, frozenset[str]] = {}
         self.forged_address = ""
+        # (client prefixes or None for every client, methods, forged address)
+        self.rules: list[tuple[tuple[ipaddress.IPv4Network, ...] | None, dict, str]] = []
         self._mtime = 0.0
 
     def refresh(self) -> None:
@@ -76,14 +94,40 @@ class Policy:
             data = json.loads(self.path.read_text())
         except (OSError, ValueError):
             return  # being replaced; the next look sees the new file
-        self.methods = {m: frozenset(t) for m, t in data.get("methods", {}).items()}
-        self.forged_address = data.get("forged_address", "")
+        rules = []
+        if "networks" in data:
+            for entry in data["networks"]:
+                clients = tuple(ipaddress.IPv4Network(c) for c in entry.get("clients", []))
+                methods = {m: frozenset(t) for m, t in entry.get("methods", {}).items()}
+                rules.append((clients, methods, entry.get("forged_address", "")))
+        else:
+            methods = {m: frozenset(t) for m, t in data.get("methods", {}).items()}
+            rules.append((None, methods, data.get("forged_address", "")))
+            self.methods, self.forged_address = methods, data.get("forged_address", "")
+        self.rules = rules
         self._mtime = mtime
-        log.info("policy now %s", {m: sorted(t) for m, t in self.methods.items()})
+        log.info("policy now %s", [{m: sorted(t) for m, t in r[1].items()} for r in rules])
 
-    def blocks(self, method: str, name: str | None) -> bool:
-        names = self.methods.get(method)
+    def _rule_for(self, client: str | None) -> tuple[dict, str] | None:
+        for clients, methods, forged in self.rules:
+            if clients is None:
+                return methods, forged
+            try:
+                ip = ipaddress.IPv4Address(client or "")
+            except ValueError:
+                continue
+            if any(ip in c for c in clients):
+                return methods, forged
+        return None
+
+    def blocks(self, method: str, name: str | None, client: str | None = None) -> bool:
+        rule = self._rule_for(client)
+        names = rule[0].get(method) if rule else None
         return bool(names and name and name_matches(name, names))
+
+    def forged_for(self, client: str | None) -> str:
+        rule = self._rule_for(client)
+        return rule[1] if rule else ""
 
     def watch(self, interval: float = 0.05) -> None:
         while True:
@@ -141,11 +185,11 @@ class Censor:
         except Exception:
             pkt.accept()
             return
-        if self.policy.blocks("dns-timeout", qname):
+        if self.policy.blocks("dns-timeout", qname, src):
             pkt.drop()
             return
-        if self.policy.blocks("dns-inject", qname):
-            forged = dnsservice.forged_response(query, address=self.policy.forged_address)
+        if self.policy.blocks("dns-inject", qname, src):
+            forged = dnsservice.forged_response(query, address=self.policy.forged_for(src))
             self.inject.send(
                 IP(src=dst, dst=src) / UDP(sport=dport, dport=sport) / Raw(forged.to_wire())
             )
@@ -160,11 +204,11 @@ class Censor:
             pkt.accept()
             return
         sni = tls_client_hello_sni(tcp[4])
-        if self.policy.blocks("tls-rst", sni):
+        if self.policy.blocks("tls-rst", sni, parsed[0]):
             self._reset_both(parsed[0], parsed[1], tcp)
             pkt.drop()
             log.info("reset TLS to %s (sni=%s) for %s", parsed[1], sni, parsed[0])
-        elif self.policy.blocks("tls-drop", sni):
+        elif self.policy.blocks("tls-drop", sni, parsed[0]):
             pkt.drop()
         else:
             pkt.accept()
@@ -177,11 +221,11 @@ class Censor:
             pkt.accept()
             return
         host = http_request_host(tcp[4])
-        if self.policy.blocks("http-blockpage", host):
+        if self.policy.blocks("http-blockpage", host, parsed[0]):
             self._inject_blockpage(parsed[0], parsed[1], tcp)
             pkt.drop()
             log.info("injected blockpage for %s to %s", host, parsed[0])
-        elif self.policy.blocks("http-rst", host):
+        elif self.policy.blocks("http-rst", host, parsed[0]):
             self._reset_both(parsed[0], parsed[1], tcp)
             pkt.drop()
         else:
@@ -223,18 +267,25 @@ class Censor:
         )
 
 
-def _queue_thread(queue_num: int, callback) -> threading.Thread:
-    def run() -> None:
+def _bind_queues(censor: Censor) -> None:
+    """Bind every queue first, then serve each in its thread: once this returns, the daemon
+    enforces, and it says so with its ready file."""
+    for queue_num, callback in (
+        (QUEUE_DNS, censor.on_dns),
+        (QUEUE_TLS, censor.on_tls),
+        (QUEUE_HTTP, censor.on_http),
+    ):
         nfq = NetfilterQueue()
         nfq.bind(queue_num, callback, max_len=4096)
-        try:
-            nfq.run()
-        finally:
-            nfq.unbind()
 
-    thread = threading.Thread(target=run, name=f"nfqueue-{queue_num}", daemon=True)
-    thread.start()
-    return thread
+        def run(nfq: NetfilterQueue = nfq) -> None:
+            try:
+                nfq.run()
+            finally:
+                nfq.unbind()
+
+        threading.Thread(target=run, name=f"nfqueue-{queue_num}", daemon=True).start()
+    ready_file(censor.policy.path).write_text(str(time.time()))
 
 
 async def _serve(state: TestbedState, asn: str, policy: Policy) -> None:
@@ -271,18 +322,22 @@ async def _serve(state: TestbedState, asn: str, policy: Policy) -> None:
 
 
 def main(argv: list[str]) -> None:
-    state_dir, asn = Path(argv[0]), argv[1]
+    state_dir = Path(argv[0])
     service_logging()
     state = TestbedState(state_dir)
-    policy = Policy(state.policy_file(asn))
+    hop_namespace = argv[2] if argv[1] == "--hop" else None
+    path = hop_policy_file(state, hop_namespace) if hop_namespace else state.policy_file(argv[1])
+    policy = Policy(path)
     policy.refresh()
     censor = Censor(policy, Injector())
     threading.Thread(target=policy.watch, name="policy", daemon=True).start()
-    _queue_thread(QUEUE_DNS, censor.on_dns)
-    _queue_thread(QUEUE_TLS, censor.on_tls)
-    _queue_thread(QUEUE_HTTP, censor.on_http)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    asyncio.run(_serve(state, asn, policy))
+    _bind_queues(censor)
+    if hop_namespace:
+        log.info("censor at %s ready", hop_namespace)
+        threading.Event().wait()
+    else:
+        asyncio.run(_serve(state, argv[1], policy))
 
 
 if __name__ == "__main__":
