@@ -38,11 +38,11 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect
 
 from censorwatch.collector.checkin import locate
 from censorwatch.collector.client_address import request_address
 from censorwatch.collector.ratelimit import Rate, SourceKeys, TokenBuckets
+from censorwatch.collector.validate import Invalid, read_body
 from censorwatch.store.base import REPORT_FAILURES, PeopleReport, ReportCount, ReportFilters, Store
 from censorwatch.store.filters import FilterError, parse_asn, parse_cc, parse_when
 from censorwatch.targets import check_url, profiles
@@ -318,18 +318,10 @@ class PeopleReports:
 
 
 async def _read(request: Request) -> bytes:
-    declared = request.headers.get("content-length") or ""
-    if declared.isascii() and declared.isdigit() and int(declared) > MAX_REPORT_BYTES:
-        raise ReportError(f"report larger than {MAX_REPORT_BYTES} bytes", status=413)
-    body = bytearray()
     try:
-        async for chunk in request.stream():
-            if len(body) + len(chunk) > MAX_REPORT_BYTES:
-                raise ReportError(f"report larger than {MAX_REPORT_BYTES} bytes", status=413)
-            body += chunk
-    except ClientDisconnect:
-        raise ReportError("the client went away before its report was complete") from None
-    return bytes(body)
+        return bytes(await read_body(request, MAX_REPORT_BYTES, "report"))
+    except Invalid as exc:
+        raise ReportError(str(exc), status=exc.status) from None
 
 
 def _refusal(status: int, message: str, form: bool, headers: dict[str, str]) -> Response:

@@ -8,10 +8,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect
 
 from censorwatch.collector.service import Collector, Unavailable
-from censorwatch.collector.validate import Invalid
+from censorwatch.collector.validate import Invalid, read_body
 
 router = APIRouter(tags=["collector"])
 
@@ -59,23 +58,6 @@ def _collector(request: Request) -> Collector:
     return collector
 
 
-async def _body(request: Request, limit: int) -> bytearray:
-    """The body, refused (413) as soon as it passes ``limit``; one buffer, never joined (a
-    list of chunks joined at the end would hold the body twice)."""
-    declared = request.headers.get("content-length") or ""
-    if declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise Invalid(f"body larger than {limit} bytes", status=413)
-    body = bytearray()
-    try:
-        async for chunk in request.stream():
-            if len(body) + len(chunk) > limit:
-                raise Invalid(f"body larger than {limit} bytes", status=413)
-            body += chunk
-    except ClientDisconnect:  # gone, or closed by the server's read deadline
-        raise Invalid("the client went away before its body was complete", status=400) from None
-    return body
-
-
 def _refuse(request: Request, exc: Invalid | Unavailable) -> JSONResponse:
     collector = request.app.state.collector
     status = exc.status if isinstance(exc, Invalid) else 503
@@ -94,7 +76,7 @@ def _refuse(request: Request, exc: Invalid | Unavailable) -> JSONResponse:
 async def open_report(request: Request) -> JSONResponse:
     try:
         collector = _collector(request)
-        body = await _body(request, 64 * 1024)
+        body = await read_body(request, 64 * 1024)
         return JSONResponse(collector.open_report(body))
     except (Invalid, Unavailable) as exc:
         return _refuse(request, exc)
@@ -115,7 +97,7 @@ async def submit(report_id: str, request: Request) -> JSONResponse:
     try:
         collector = _collector(request)
         collector.report(report_id)  # refuse unknown reports before reading the body
-        body = await _body(request, collector.max_body)
+        body = await read_body(request, collector.max_body)
         client = request.client.host if request.client else None
         pending = await run_in_threadpool(collector.prepare, report_id, body, client)
         outcome = await asyncio.wrap_future(collector.submit(pending))

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
+from starlette.requests import ClientDisconnect, Request
 
 from censorwatch.collector.reports import Report, test_name_key
 from censorwatch.model import canonical_json
@@ -44,6 +45,24 @@ class Invalid(ValueError):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+
+
+async def read_body(request: Request, limit: int, what: str = "body") -> bytearray:
+    """The request's body, refused (413) as soon as it passes ``limit``; one buffer, never
+    joined (a list of chunks joined at the end would hold the body twice). ``what`` names it
+    in the refusal."""
+    declared = request.headers.get("content-length") or ""
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise Invalid(f"{what} larger than {limit} bytes", status=413)
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            if len(body) + len(chunk) > limit:
+                raise Invalid(f"{what} larger than {limit} bytes", status=413)
+            body += chunk
+    except ClientDisconnect:  # gone, or closed by the server's read deadline
+        raise Invalid(f"the client went away before its {what} was complete") from None
+    return body
 
 
 def decode_json(body: bytes | bytearray | memoryview) -> Any:
