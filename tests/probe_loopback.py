@@ -268,6 +268,18 @@ def slow_blob(size: int, bytes_per_second: int) -> Handler:
     return handler
 
 
+def stall_once(size: int, bytes_per_second: int) -> Handler:
+    """Slow the first time only, as one transfer stalling on a lossy network."""
+    calls = [0]
+    slow, fast = slow_blob(size, bytes_per_second), blob(size)
+
+    async def handler(reader: Any, writer: asyncio.StreamWriter, req: dict[str, Any]) -> None:
+        calls[0] += 1
+        await (slow if calls[0] == 1 else fast)(reader, writer, req)
+
+    return handler
+
+
 def doh(zone: Zone) -> Handler:
     async def handler(reader: Any, writer: asyncio.StreamWriter, req: dict[str, Any]) -> None:
         query = dns.message.from_wire(req["headers"].get("_body", b""))
@@ -487,6 +499,7 @@ NAMES = {
     "blocked.test": [PROXY],
     "twohomes.test": [WEB, REFUSED],
     "slow.test": [WEB],
+    "stall.test": [WEB],
     "hijack.test": [WEB],
 }
 
@@ -511,6 +524,8 @@ def build_internet(directory: Path) -> Internet:
     site.route("/ua", echo_user_agent)
     site.route("/censorwatch/throughput.bin", blob(THROUGHPUT_SIZE))
     site.route("/censorwatch/throughput.bin", slow_blob(THROUGHPUT_SIZE, 400_000), "slow.test")
+    stall = stall_once(THROUGHPUT_SIZE, 400_000)
+    site.route("/censorwatch/throughput.bin", stall, "stall.test")
     site.route("/dns-query", doh(clean))
     loop = LoopThread()
 

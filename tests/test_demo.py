@@ -44,6 +44,7 @@ def test_demo_runs_the_whole_flow(tmp_path: Path) -> None:
     assert len(national) == 1 and set(national[0]["asns"]) == BLOCKING
     assert not [e for e in events if OPEN in e["asns"]]
     assert_the_national_event_says_what_still_gets_through(national[0], proc.stdout)
+    assert_the_national_event_says_where_the_censor_sits(national[0], proc.stdout)
     assert_the_bundle_holds_the_whole_event(out, national[0], verdicts)
     verify = subprocess.run(
         [
@@ -90,6 +91,22 @@ def assert_the_national_event_says_what_still_gets_through(event: dict, stdout: 
     assert event["workarounds_summary"].startswith("x blocked in PK on 4 networks")
 
 
+def assert_the_national_event_says_where_the_censor_sits(event: dict, stdout: str) -> None:
+    """The last round's localizations place PTCL's TLS reset on its own access router (hop 1)
+    and Cybernet's DNS injection on the national gateway (hop 3), as the scenario put them;
+    the address and traffic blocks of the other two are not localizable and name no place."""
+    places = event["censor_location_by_network"]
+    assert set(places) == {"AS17557", "AS9541"}, places
+    ptcl, cybernet = places["AS17557"][0], places["AS9541"][0]
+    assert (ptcl["hop"], ptcl["placement"], ptcl["asn"]) == (1, "own_isp", "AS17557"), ptcl
+    assert (cybernet["hop"], cybernet["placement"]) == (3, "national_gateway"), cybernet
+    # every blocked endpoint of the last round was localized, and all agreed
+    assert len(places["AS17557"]) == len(places["AS9541"]) == 1, places
+    assert ptcl["count"] == cybernet["count"] == 7, places
+    assert "Where the censor sits, network by network" in stdout
+    assert "AS9541: censor at hop 3" in event["censor_location_summary"]
+
+
 def assert_the_bundle_holds_the_whole_event(out: Path, event: dict, verdicts: list[dict]) -> None:
     """Every verdict of the event (its networks, onset bracket to end bracket) is listed and
     carried in full, and the PDF beside the bundle names the operators."""
@@ -113,6 +130,7 @@ def assert_the_bundle_holds_the_whole_event(out: Path, event: dict, verdicts: li
     ).stdout  # fmt: skip
     assert "X (Twitter) blocked in Pakistan" in text
     assert "PTCL (AS17557)" in text and "Cybernet (AS9541)" in text
+    assert "Where the censor sits" in text and "at a national gateway" in text
 
 
 def demo_log_id(out: Path) -> str:

@@ -114,6 +114,20 @@ def tk(runs: dict[str, Any], method: str, url: str = "https://x.com/") -> dict[s
     return runs[asn][url]["test_keys"]
 
 
+def failures_of(keys: dict[str, Any]) -> dict[str, Any]:
+    """What went wrong in a measurement, for an assertion's message."""
+    steps = ("queries", "tcp_connect", "tls_handshakes", "requests")
+    return {
+        "verdict": {k: keys.get(k) for k in ("blocking", "accessible", "dns_consistency")},
+        "experiment": {k: v for k, v in keys.items() if k.endswith("_failure") and v},
+        "steps": {
+            step: [e.get("failure") or (e.get("status") or {}).get("failure") for e in keys[step]]
+            for step in steps
+            if keys.get(step)
+        },
+    }
+
+
 def system_a(keys: dict[str, Any]) -> dict[str, Any]:
     """The system lookup (``getaddrinfo``, both families) with its IPv4 answers only."""
     query = next(q for q in keys["queries"] if "classic" in q["tags"])
@@ -250,7 +264,7 @@ def test_http_blockpage(runs: dict[str, Any]):
 
 def test_http_rst(runs: dict[str, Any]):
     keys = tk(runs, "http-rst", "http://x.com/")
-    assert keys["http_experiment_failure"] == "connection_reset"
+    assert keys["http_experiment_failure"] == "connection_reset", failures_of(keys)
     assert tk(runs, "http-rst")["accessible"] is True
 
 
@@ -270,7 +284,7 @@ def test_throttle_is_told_from_a_slow_network(runs: dict[str, Any]):
     assert summary["target"]["bytes"] < summary["reference"]["bytes"]
     assert summary["ratio"] < 0.2
     assert 60_000 * 8 < summary["target"]["bps"] < 250_000 * 8  # 1 mbit/s tbf
-    assert keys["accessible"] is True  # slow, not blocked
+    assert keys["accessible"] is True, failures_of(keys)  # slow, not blocked
 
 
 def test_scheduled_block_changes_measurements_from_its_start(

@@ -152,6 +152,19 @@ def make_rows() -> list[MeasurementRow]:
                     if verdict == "blocked"
                     else None
                 ),
+                locate=(
+                    {
+                        "trigger": "tls",
+                        "placement": "national_gateway",
+                        "hop": 3,
+                        "address": "198.19.1.1",
+                        "asn": "AS65537",
+                        "as_org_name": 'Carrier "PK" \\ Ünï',
+                        "confirmed": True,
+                    }
+                    if verdict == "blocked" and i % 2
+                    else None
+                ),
             )
         )
     rows.append(
@@ -456,20 +469,31 @@ def test_rows_keep_their_circumvention_summary(filled: Store) -> None:
     assert published["source"] == with_summary[0].source  # the columns still line up
 
 
+def test_rows_keep_where_the_censor_sits(filled: Store) -> None:
+    located = [r for r in ROWS if r.locate]
+    assert located and len(located) < len(ROWS)
+    for original in ROWS:
+        record = filled.row(original.measurement_uid).verdict_record()  # type: ignore[union-attr]
+        assert record.get("locate") == original.locate
+    published = filled.get(located[0].measurement_uid)
+    assert published is not None and json.loads(published["locate"]) == located[0].locate
+
+
 def test_a_store_made_before_the_summary_column_gains_it(backend: Backend, tmp_path: Path) -> None:
-    """An old store keeps its rows (their summary NULL) and takes new ones with a summary;
-    opening it again (the column's migration met a second time) changes nothing."""
-    blocked = next(r for r in ROWS if r.workarounds)
+    """An old store keeps its rows (their summary and localization NULL) and takes new ones
+    with both; opening it again (the columns' migrations met a second time) changes nothing."""
+    blocked = next(r for r in ROWS if r.workarounds and r.locate)
     plain = next(r for r in ROWS if not r.workarounds)
     if backend.name == "duckdb":
         from censorwatch.store import schema
 
         path = tmp_path / "old.duckdb"
         ddl = schema.MEASUREMENTS.replace(",\n    workarounds            VARCHAR", "")
-        assert "workarounds" not in ddl and ddl != schema.MEASUREMENTS
+        ddl = ddl.replace(",\n    locate                 VARCHAR", "")
+        assert "workarounds" not in ddl and "locate" not in ddl
         with duckdb.connect(str(path)) as con:  # the table as a store before the column made it
             con.execute(ddl)
-            old = plain.as_tuple()[:-1]
+            old = plain.as_tuple()[:-2]
             con.execute(f"INSERT INTO measurements VALUES ({', '.join('?' * len(old))})", old)
         with open_store(path, read_only=True) as store:  # read-only: never migrated, reads NULL
             assert store.row(plain.measurement_uid) == plain
@@ -479,13 +503,13 @@ def test_a_store_made_before_the_summary_column_gains_it(backend: Backend, tmp_p
     else:
         from censorwatch.store import clickhouse_schema
 
-        assert [m.version for m in clickhouse_schema.MIGRATIONS][:2] == [1, 2]
+        assert [m.version for m in clickhouse_schema.MIGRATIONS] == [1, 2, 3, 4]
         from censorwatch.store.clickhouse_store import encode_row
 
         with backend.open_at(clickhouse_schema.MIGRATIONS[:1]) as store:
             assert store.schema_version == 1  # type: ignore[attr-defined]
             record = json.loads(encode_row(plain))  # the row as the code of version 1 wrote it
-            assert record.pop("workarounds") is None
+            assert record.pop("workarounds") is None and record.pop("locate") is None
             store.transport.execute(  # type: ignore[attr-defined]
                 f"INSERT INTO {store.db}.measurements ({', '.join(record)}) "  # type: ignore[attr-defined]
                 "FORMAT JSONEachRow",
@@ -503,6 +527,7 @@ def test_a_store_made_before_the_summary_column_gains_it(backend: Backend, tmp_p
         assert sorted(store.uids()) == sorted([plain.measurement_uid, blocked.measurement_uid])
         found = store.row(blocked.measurement_uid)
         assert found is not None and found.workarounds == blocked.workarounds
+        assert found.locate == blocked.locate
 
 
 def test_reading_a_missing_store_says_so_and_creates_nothing(backend: Backend) -> None:
@@ -697,10 +722,19 @@ def test_people_reports_table_is_added_to_an_older_store(backend: Backend, tmp_p
     else:
         from censorwatch.store import clickhouse_schema
 
-        assert [m.version for m in clickhouse_schema.MIGRATIONS] == [1, 2, 3]
+        assert [m.version for m in clickhouse_schema.MIGRATIONS][:3] == [1, 2, 3]
         assert backend.open_at is not None
+        from censorwatch.store.clickhouse_store import encode_row
+
         with backend.open_at(clickhouse_schema.MIGRATIONS[:2]) as store:
-            store.add(ROWS[:2])
+            for row in [r for r in ROWS if not r.locate][:2]:  # as version 2's code wrote them
+                record = json.loads(encode_row(row))
+                assert record.pop("locate") is None
+                store.transport.execute(  # type: ignore[attr-defined]
+                    f"INSERT INTO {store.db}.measurements ({', '.join(record)}) "  # type: ignore[attr-defined]
+                    "FORMAT JSONEachRow",
+                    json.dumps(record).encode(),
+                )
             tables = store.transport.execute(  # type: ignore[attr-defined]
                 f"EXISTS TABLE {store.db}.people_reports"  # type: ignore[attr-defined]
             )

@@ -19,7 +19,15 @@ import pytest
 
 from censorwatch.analysis import analyze
 from censorwatch.analysis.core import analyze_json
-from censorwatch.analysis.workarounds import FAILS, NOT_TRIED, WORKS, headline, judge, summarize
+from censorwatch.analysis.workarounds import (
+    FAILS,
+    NOT_TRIED,
+    WORKS,
+    headline,
+    judge,
+    label,
+    summarize,
+)
 from censorwatch.observations.schema import WorkaroundStep
 from censorwatch.probe.workaround_tls import as_two_records, split_point
 from censorwatch.probe.workarounds import ech_offered
@@ -140,6 +148,35 @@ def test_headline_names_each_family_once_by_its_words():
     assert "fails: DNS over HTTPS" in line
     assert "not tried: Encrypted ClientHello" in line
     assert headline(None) == ""
+
+
+def test_dot_steps_are_judged_like_doh_steps(measurement):
+    resolved = dict(resolver_failure=None, addresses=["93.184.216.34"])
+    cases = [
+        ({}, WORKS, "HTTP 200 at 93.184.216.34:443"),
+        ({"resolver_failure": "ssl_invalid_hostname", "addresses": [], "status_code": None},
+         FAILS, "the resolver failed: ssl_invalid_hostname"),
+        ({"failure": "connection_reset", "status_code": None, "title": ""},
+         FAILS, "connection_reset at 93.184.216.34:443"),
+        ({"certificate_valid": False}, FAILS, "an interception"),
+        ({"title": "Website blocked"}, FAILS, "a different page"),
+    ]  # fmt: skip
+    for change, want_status, want_words in cases:
+        judged = {}
+        for kind, resolver in (("dot", "8.8.8.8:853"), ("doh", "https://dns.google/dns-query")):
+            s = step(f"{kind}:dns.google", resolver=resolver, **{**resolved, **change})
+            judged[kind] = judge(typed(s), TITLE)
+        assert judged["dot"] == judged["doh"], change
+        assert judged["dot"][0] == want_status and want_words in judged["dot"][1], judged
+    assert label("dot:dns.google") == "DNS over TLS (dns.google)"
+    steps = [
+        step("doh:dns.google", resolver_failure="connection_reset", status_code=None),
+        step("dot:dns.google", resolver="8.8.8.8:853", **resolved),
+        step("dot:dns.quad9.net", resolver="9.9.9.9:853", resolver_failure="generic_timeout_error"),
+    ]
+    record = analyze(with_steps(measurement, steps)).to_record()
+    assert record["workarounds"]["dot:dns.quad9.net"]["status"] == FAILS
+    assert headline(record["workarounds"]) == "works: DNS over TLS; fails: DNS over HTTPS"
 
 
 def _client_hello(name: str) -> bytes:

@@ -3,7 +3,7 @@
 Each network is probed once (``testbed exec``, as a user runs it). When the probe finds the
 URL blocked it tries the ways around it; the analysis' summary must then say exactly what
 that censor leaves open — e.g. an SNI reset leaves TLS without SNI and HTTP/3 open and other
-resolvers change nothing; DNS injection leaves DoH and the real addresses open; a dropped
+resolvers change nothing; DNS injection leaves DoH, DoT and the real addresses open; a dropped
 address leaves only the platform's other hosts (a front).
 """
 
@@ -22,6 +22,7 @@ import pytest
 from censorwatch.analysis import analyze
 from censorwatch.analysis.workarounds import FAILS, NOT_TRIED, WORKS, family
 from censorwatch.netinfo import AddressPlan
+from censorwatch.testbed.plan import PUBLIC_RESOLVERS
 from ooni_tools import assert_ooni_loads_all
 from testbed_support import RunningTestbed, running_testbed
 
@@ -48,21 +49,21 @@ OPEN = "AS64720"
 
 W, F, N = WORKS, FAILS, NOT_TRIED
 # What each censor leaves open, per technique family (every technique of a family alike).
-#            real_addr doh udp tls_tcp no_sni decoy split_tcp split_rec ech http3 http front
-COLUMNS = ["real_addresses", "doh", "udp", "tls_over_tcp", "no_sni", "decoy_sni",
+#            real_addr doh dot udp tls_tcp no_sni decoy split_tcp split_rec ech http3 http front
+COLUMNS = ["real_addresses", "doh", "dot", "udp", "tls_over_tcp", "no_sni", "decoy_sni",
            "split_sni_tcp", "split_sni_record", "ech", "http3", "plain_http", "front"]  # fmt: skip
 EXPECTED = {
-    "AS64701": [N, F, F, F, W, W, W, W, N, W, W, W],  # SNI reset: hide the name, or go QUIC
-    "AS64702": [W, W, F, W, W, W, W, W, N, W, W, W],  # injection races every UDP resolver
-    "AS64703": [N, F, F, F, F, F, F, F, N, F, F, W],  # the addresses are gone: a front only
-    "AS64704": [N, F, F, F, W, W, W, W, N, F, W, W],  # no transport switch; the name still
-    "AS64705": [W, W, W, W, W, W, W, W, N, W, W, W],  # only the ISP's resolver lies
-    "AS64706": [W, W, F, W, W, W, W, W, N, W, W, W],  # every UDP query dropped, DoH is TCP
-    "AS64707": [N, F, F, F, F, F, F, F, N, W, F, W],  # TCP refused; UDP (QUIC) passes
-    "AS64708": [N, F, F, F, W, W, W, W, N, W, W, W],  # hello dropped: as the reset
-    "AS64709": [N, F, F, F, F, F, F, F, N, W, W, W],  # port 443 hijacked; UDP and 80 pass
-    "AS64710": [N, W, W, W, W, W, W, W, N, W, F, W],  # only cleartext HTTP is filtered
-    "AS64711": [N, W, W, W, W, W, W, W, N, F, W, W],  # only QUIC is dropped
+    "AS64701": [N, F, F, F, F, W, W, W, W, N, W, W, W],  # SNI reset: hide the name, or go QUIC
+    "AS64702": [W, W, W, F, W, W, W, W, W, N, W, W, W],  # injection races every UDP resolver
+    "AS64703": [N, F, F, F, F, F, F, F, F, N, F, F, W],  # the addresses are gone: a front only
+    "AS64704": [N, F, F, F, F, W, W, W, W, N, F, W, W],  # no transport switch; the name still
+    "AS64705": [W, W, W, W, W, W, W, W, W, N, W, W, W],  # only the ISP's resolver lies
+    "AS64706": [W, W, W, F, W, W, W, W, W, N, W, W, W],  # every UDP query dropped; DoH, DoT are TCP
+    "AS64707": [N, F, F, F, F, F, F, F, F, N, W, F, W],  # TCP refused; UDP (QUIC) passes
+    "AS64708": [N, F, F, F, F, W, W, W, W, N, W, W, W],  # hello dropped: as the reset
+    "AS64709": [N, F, F, F, F, F, F, F, F, N, W, W, W],  # port 443 hijacked; UDP and 80 pass
+    "AS64710": [N, W, W, W, W, W, W, W, W, N, W, F, W],  # only cleartext HTTP is filtered
+    "AS64711": [N, W, W, W, W, W, W, W, W, N, F, W, W],  # only QUIC is dropped
 }
 BUDGETS = ["--dns-timeout", "2", "--connect-timeout", "2", "--tls-timeout", "2",
            "--http-timeout", "5"]  # fmt: skip
@@ -157,8 +158,40 @@ def test_the_summary_never_changes_the_verdict(measured: dict[str, Any], asn: st
 def test_more_than_one_operator_is_asked(measured: dict[str, Any]):
     techniques = summary_of(measured, "AS64702")
     doh = [t for t in techniques if t.startswith("doh:")]
+    dot = [t for t in techniques if t.startswith("dot:")]
     udp = [t for t in techniques if t.startswith("udp:")]
-    assert len(doh) >= 2 and len(udp) >= 2, list(techniques)
+    assert len(doh) >= 2 and len(dot) >= 2 and len(udp) >= 2, list(techniques)
+
+
+def dot_steps(measured: dict[str, Any], asn: str) -> dict[str, dict[str, Any]]:
+    steps = measured["m"][asn]["test_keys"]["x_workarounds"]
+    return {s["technique"]: s for s in steps if s["technique"].startswith("dot:")}
+
+
+def test_dns_over_tls_gets_around_injection_and_not_an_sni_reset(measured: dict[str, Any]):
+    # every operator of the defaults, each at its own address on port 853, its certificate
+    # checked for its name: the testbed serves them as the real internet does
+    served = {
+        f"dot:{name}": f"{address}:853" for address, (name, _a, _o) in PUBLIC_RESOLVERS.items()
+    }
+    tb = measured["tb"]
+    real = tb.plan.addresses_of(["x.com"])
+    injected = dot_steps(measured, "AS64702")
+    assert {t: s["resolver"] for t, s in injected.items()} == served
+    for s in injected.values():
+        # the censor forges plain DNS only: DoT answers the real addresses, and the page comes
+        assert s["resolver_failure"] is None and s["addresses"][0] in real, s
+        assert s["status_code"] == 200 and s["certificate_valid"] is True, s
+    summary = summary_of(measured, "AS64702")
+    assert {summary[t]["status"] for t in injected} == {WORKS}
+    # an SNI reset is no DNS block: DoT resolves the same real addresses, the page is reset
+    reset = dot_steps(measured, "AS64701")
+    assert set(reset) == set(served)
+    for s in reset.values():
+        assert s["resolver_failure"] is None and s["addresses"][0] in real, s
+        assert s["failure"] == "connection_reset" and s["status_code"] is None, s
+    summary = summary_of(measured, "AS64701")
+    assert {summary[t]["status"] for t in reset} == {FAILS}
 
 
 def test_an_open_network_gets_no_attempts(measured: dict[str, Any]):

@@ -141,6 +141,15 @@ class Event(msgspec.Struct, omit_defaults=False):
     workarounds_by_network: dict[str, dict[str, dict[str, int]]] | msgspec.UnsetType = msgspec.UNSET
     #: One line: ``x.com blocked on AS17557 by TLS reset since …; works: DoH; fails: …``.
     workarounds_summary: str | msgspec.UnsetType = msgspec.UNSET
+    #: Where the censor sits (``events.locations``): the places the blocked measurements'
+    #: localizations named (placement, hop, address, AS, count), the most often named first;
+    #: absent when none was localized.
+    censor_location: list[dict[str, Any]] | msgspec.UnsetType = msgspec.UNSET
+    #: The same per network (national events only).
+    censor_location_by_network: dict[str, list[dict[str, Any]]] | msgspec.UnsetType = msgspec.UNSET
+    #: One line: ``censor at hop 1 (198.18.1.2, AS17557): in the probe's own ISP (5 of 5 …)``;
+    #: for a national event, one clause per network.
+    censor_location_summary: str | msgspec.UnsetType = msgspec.UNSET
     #: People's reports of the target from the event's networks (``events.records.with_reports``):
     #: ``before_onset_24h`` in the 24 h before the onset bracket opens, ``during_onset`` within
     #: it; absent when there were none. Reports never make an event: they are only counted.

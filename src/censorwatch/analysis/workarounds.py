@@ -30,6 +30,7 @@ WITHOUT_THE_NAME = frozenset({"no_sni", "decoy_sni", "plain_http"})
 LABELS = {
     "real_addresses": "the real addresses (from the control or DoH)",
     "doh": "DNS over HTTPS",
+    "dot": "DNS over TLS",
     "udp": "another UDP resolver",
     "tls_over_tcp": "TLS over TCP",
     "no_sni": "TLS without SNI",

@@ -51,6 +51,8 @@ def result(row: MeasurementRow, base: str) -> dict[str, Any]:
         "layers": row.layers,
         # What still gets through (docs/verdicts.md): technique -> status and reason.
         "workarounds": row.workarounds,
+        # Where the censor sits (docs/verdicts.md): hop, address, AS, placement; or None.
+        "locate": row.locate,
         "signature": row.signature,
         "source": row.source,
         "measurement_url": raw_url(base, row.measurement_uid),

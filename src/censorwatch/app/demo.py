@@ -51,6 +51,11 @@ PROBE_BUDGET = [
     "5",
     "--url-deadline",
     "15",
+    # The ways around a block: in the testbed a way that works answers in milliseconds.
+    "--workaround-timeout",
+    "2",
+    "--workarounds-deadline",
+    "10",
 ]
 
 
@@ -248,6 +253,8 @@ def probe_round(run: DemoRun, number: int, networks: list[str]) -> list[Path]:
         key = run.out / "keys" / f"probe-{asn}.key"
         if key.is_file():
             cmd += ["--key", str(key)]
+        if number == run.rounds:  # the last round also finds where each censor sits
+            cmd += ["--locate"]
         procs.append(
             (
                 asn,
@@ -359,6 +366,32 @@ def still_works_table(event: dict[str, Any]) -> Table | None:
             shown = ", ".join(f"{s} {n}" for s, n in counts.items() if n)
             row.append(f"[{styles[status]}]{status}[/] ({shown})")
         table.add_row(asn, *row)
+    return table
+
+
+def censor_location_table(event: dict[str, Any]) -> Table | None:
+    """network → the hop where its censor sits (the event's localizations,
+    ``events.locations``); None when none of its measurements was localized."""
+    from censorwatch.analysis.locate import PLACEMENT_WORDS
+
+    by_network = event.get("censor_location_by_network")
+    if not isinstance(by_network, dict) or not by_network:
+        return None
+    table = Table(title="Where the censor sits, network by network (probe --locate)")
+    for column in ("network", "hop", "router", "AS", "where", "localizations"):
+        table.add_column(column)
+    for asn in sorted(by_network, key=lambda a: int(a.removeprefix("AS"))):
+        ranking = by_network[asn]
+        total = sum(p.get("count", 0) for p in ranking)
+        for place in ranking:
+            table.add_row(
+                asn,
+                str(place.get("hop") or "—"),
+                str(place.get("address") or ""),
+                " ".join(str(place[k]) for k in ("asn", "as_org_name") if place.get(k)),
+                PLACEMENT_WORDS.get(place.get("placement", ""), str(place.get("placement"))),
+                f"{place.get('count', 0)} of {total}",
+            )
     return table
 
 
@@ -513,6 +546,9 @@ def find_events(run: DemoRun) -> dict[str, Any] | None:
     if still is not None:
         run.console.print(still)
         run.say(best.get("workarounds_summary") or "")
+    located = censor_location_table(best)
+    if located is not None:
+        run.console.print(located)
     return best
 
 

@@ -126,6 +126,7 @@ def build_row(
         archive_segment=location.segment,
         archive_offset=location.offset,
         workarounds=summary if isinstance(summary := verdict.get("workarounds"), dict) else None,
+        locate=located if isinstance(located := verdict.get("locate"), dict) else None,
     )
 
 

@@ -75,6 +75,8 @@ def alert_message(change: Change, inside: dict[str, Any] | None = None) -> dict[
     }
     if isinstance(ev.workarounds_summary, str):
         message["workarounds_summary"] = ev.workarounds_summary  # what still gets through
+    if isinstance(ev.censor_location_summary, str):
+        message["censor_location_summary"] = ev.censor_location_summary  # where it sits
     if inside is not None:
         message["networks"] = inside["networks"]
         message["hosts"] = inside["hosts"]

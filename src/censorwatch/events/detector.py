@@ -36,6 +36,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from censorwatch.events.locations import add as count_location
 from censorwatch.events.series import (
     BLOCKED,
     OK,
@@ -133,6 +134,9 @@ class NetworkEvent:
     # What still gets through: family -> {works, fails, not tried} over the blocked
     # measurements that carried a circumvention summary (``events.workarounds``).
     workarounds: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Where the censor sits: the places the blocked measurements' localizations named,
+    # counted (``events.locations``).
+    locations: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def ended(self) -> bool:
@@ -154,6 +158,8 @@ class NetworkEvent:
                     self.methods[obs.method] = self.methods.get(obs.method, 0) + 1
                 if obs.workarounds:
                     count_workarounds(self.workarounds, obs.workarounds)
+                if obs.locate:
+                    count_location(self.locations, obs.locate)
                 if len(self.blocked_uids) < params.max_evidence and obs.uid:
                     self.blocked_uids.append(obs.uid)
 

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-from censorwatch.events import workarounds
+from censorwatch.events import locations, workarounds
 from censorwatch.events.detector import DetectorParams, NetworkEvent
 from censorwatch.events.platforms import Platform, host_of, load_platforms
 from censorwatch.model import Bracket, Event
@@ -73,6 +73,9 @@ def network_record(ev: NetworkEvent) -> Event:
         event.workarounds_summary = workarounds.sentence(
             ev.target, f"on {ev.asn}", methods, ev.onset_before, ev.workarounds
         )
+    if ev.locations:
+        event.censor_location = locations.ranked(ev.locations)
+        event.censor_location_summary = locations.words(event.censor_location)
     return event
 
 
@@ -167,6 +170,19 @@ def _national(
         where = f"in {cc} on {len(asns)} networks ({', '.join(asns)})"
         event.workarounds_summary = workarounds.sentence(
             target, where, event.methods, onset.before, total
+        )
+    places = {
+        asn: locations.ranked(found)
+        for asn in asns
+        if (found := locations.merged(e.locations for e in group if e.asn == asn))
+    }
+    if places:
+        event.censor_location = locations.ranked(
+            locations.merged(e.locations for e in group if e.locations)
+        )
+        event.censor_location_by_network = places
+        event.censor_location_summary = "; ".join(
+            f"{asn}: {locations.words(ranking)}" for asn, ranking in places.items()
         )
     return event
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from censorwatch.events.locations import place_of
 from censorwatch.events.platforms import Platform, host_of, platforms_of
 from censorwatch.events.workarounds import family_statuses
 from censorwatch.times import parse_time
@@ -57,6 +58,9 @@ class Observation:
     #: ``events.workarounds``); None for the others. Last, with a default: states saved
     #: before it existed still load.
     workarounds: dict[str, str] | None = None
+    #: The place a blocked measurement's localization named (``events.locations``); None
+    #: for the others and for measurements not localized.
+    locate: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -102,6 +106,7 @@ def observation_from_verdict(record: dict[str, Any]) -> Observation | None:
         report_id=str(record.get("report_id") or ""),
         input=str(record.get("input") or record.get("target") or ""),
         workarounds=family_statuses(record.get("workarounds")) if state == BLOCKED else None,
+        locate=place_of(record.get("locate")) if state == BLOCKED else None,
     )
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import msgspec
 
 from censorwatch.analysis.workarounds import LABELS
+from censorwatch.events import locations
 from censorwatch.events.platforms import host_of
 from censorwatch.events.timeline import (
     Band,
@@ -701,6 +702,7 @@ def _summary(
 #: Sections other work adds to an event record, in the order the page shows them.
 EXTRA_SECTIONS = (
     ("still_reachable", "What still gets through"),
+    ("censor_location", "Where the censor sits"),
     ("impact", "Users affected"),
     ("reports", "People's reports"),
 )
@@ -730,12 +732,39 @@ def _report_lines(value: Any) -> list[str]:
     ]
 
 
+def _location_lines(event: dict[str, Any]) -> list[str]:
+    """Where the censor sits (``events.locations``), one line per network, with how it was
+    found and what it cannot tell."""
+    by_network = event.get("censor_location_by_network")
+    if not isinstance(by_network, dict):
+        asns = event.get("asns") or [""]
+        by_network = {text(asns[0]): event.get("censor_location")}
+    lines = [
+        f"{text(asn)}: {locations.words(ranking)}"
+        for asn, ranking in sorted(by_network.items(), key=lambda kv: _asn_order(kv[0]))
+        if isinstance(ranking, list) and locations.words(ranking)
+    ]
+    if lines:
+        lines.append(
+            "Found by resending the offending packet (the DNS query, the ClientHello, the "
+            "HTTP request) with rising IP TTLs beside an innocuous one: the first hop where "
+            "the two fared differently, named by the router that answered there. A censor "
+            "that answers from the end host itself is reported as the destination."
+        )
+    return lines
+
+
 def _extras(event: dict[str, Any] | None) -> tuple[Extra, ...]:
     """Only the sections the event carries, each with something in it (absent, never 0)."""
     out = []
     for key, heading in EXTRA_SECTIONS:
         value = (event or {}).get(key)
-        lines = _report_lines(value) if key == "reports" else _extra_lines(value)
+        if key == "still_reachable" and isinstance((event or {}).get("workarounds"), dict):
+            continue  # the event's own circumvention counts have their section
+        if key == "censor_location":
+            lines = _location_lines(event) if value else []
+        else:
+            lines = _report_lines(value) if key == "reports" else _extra_lines(value)
         if lines:
             out.append(Extra(heading, lines))
     return tuple(out)

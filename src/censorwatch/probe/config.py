@@ -109,6 +109,10 @@ class ProbeConfig:
     checkin_note: dict[str, Any] | None = None  # annotations.x_checkin: service, failure
     # ``--locate``: find the hop of the path where the censor sits (probe/locate.py).
     locate_censor: bool = False
+    # The defaults (with the user's configuration file) whose public resolvers the ways
+    # around a block may also ask (probe/workarounds.py); None, as with ``--no-defaults``:
+    # only the resolvers options and environment named.
+    resolver_defaults: ProbeDefaults | None = None
 
     def for_another_run(self) -> ProbeConfig:
         """A copy with nothing a run learns: location, check-in's controls, report id and
@@ -210,4 +214,6 @@ class ProbeConfig:
             defaults_sources=d.sources,
             geo_database=database or "",
             control_named=bool(control),
+            # Kept in testbed mode too: the testbed serves the defaults' resolvers.
+            resolver_defaults=defaults,
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -23,7 +24,7 @@ MAX_CONFIG_BYTES = 256 * 1024
 
 #: Every table and key a configuration file may have, and its kind.
 _SCHEMA: dict[str, dict[str, type]] = {
-    "dns": {"udp": list, "doh": list},
+    "dns": {"udp": list, "doh": list, "dot": list},
     "control": {"urls": list},
     "throughput": {"reference_url": str},
     "geolocation": {"stun": list, "database": str, "public_prefixes": list},
@@ -32,8 +33,53 @@ _SCHEMA: dict[str, dict[str, type]] = {
 }
 
 
+#: A host name as a certificate names it: dot-separated labels of letters, digits, hyphens.
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"(?=.{{1,253}}$)({_LABEL}\.)*{_LABEL}")
+DOT_PORT = 853
+
+
 class ConfigFileError(ValueError):
     """A configuration file that cannot be used; names the file and the key."""
+
+
+@dataclass(frozen=True)
+class DoTResolver:
+    """A DNS-over-TLS resolver (RFC 7858): the address connected to and the name its
+    certificate must carry. A DoT client connects to an address, so it needs both; a name
+    alone would have to be resolved first, by the very resolver a censor may be lying through."""
+
+    address: str
+    port: int
+    name: str
+
+    @classmethod
+    def parse(cls, value: str) -> DoTResolver:
+        """``ADDRESS[:PORT]#NAME`` (systemd-resolved's spelling: ``1.1.1.1#cloudflare-dns.com``,
+        ``[2001:db8::1]:853#dns.example``); ValueError when it is not one."""
+        where, sep, name = value.strip().partition("#")
+        if not sep or not _HOST_NAME.fullmatch(name.rstrip(".")):
+            raise ValueError(f"{value!r} is not ADDRESS[:PORT]#NAME")
+        host, port = where, str(DOT_PORT)
+        if where.startswith("["):
+            host, _, rest = where[1:].partition("]")
+            if rest:
+                if not rest.startswith(":"):
+                    raise ValueError(f"{value!r} is not ADDRESS[:PORT]#NAME")
+                port = rest[1:]
+        elif where.count(":") == 1:
+            host, port = where.split(":")
+        try:
+            address = str(ipaddress.ip_address(host))
+        except ValueError:
+            raise ValueError(f"{value!r}: {host!r} is not an IP address") from None
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{value!r}: {port!r} is not a port")
+        return cls(address, int(port), name.rstrip(".").lower())
+
+    def __str__(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{host}:{self.port}#{self.name}"
 
 
 @dataclass(frozen=True)
@@ -42,6 +88,7 @@ class ProbeDefaults:
 
     udp_resolvers: tuple[str, ...] = ()
     doh_urls: tuple[str, ...] = ()
+    dot_resolvers: tuple[DoTResolver, ...] = ()
     control_urls: tuple[str, ...] = ()
     reference_url: str = ""
     stun_servers: tuple[str, ...] = ()
@@ -99,6 +146,11 @@ def _check_value(table: str, key: str, value: Any, label: str) -> None:
             parts = urlsplit(item)
             if parts.scheme != "https" or not parts.hostname:
                 raise ConfigFileError(f"{where}: {item!r} is not an https:// URL")
+        elif key == "dot":
+            try:
+                DoTResolver.parse(item)
+            except ValueError as exc:
+                raise ConfigFileError(f"{where}: {exc}") from None
         elif key in ("udp", "stun"):
             host, _, port = item.rpartition(":")
             if not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -142,6 +194,7 @@ def load(path: str | os.PathLike[str] | None = None) -> ProbeDefaults:
     return ProbeDefaults(
         udp_resolvers=tuple(get("dns", "udp", [])),
         doh_urls=tuple(get("dns", "doh", [])),
+        dot_resolvers=tuple(DoTResolver.parse(v) for v in get("dns", "dot", []) if v),
         control_urls=tuple(get("control", "urls", [])),
         reference_url=get("throughput", "reference_url", ""),
         stun_servers=tuple(get("geolocation", "stun", [])),
@@ -153,4 +206,11 @@ def load(path: str | os.PathLike[str] | None = None) -> ProbeDefaults:
     )
 
 
-__all__ = ["ConfigFileError", "ProbeDefaults", "default_geo_dir", "load", "user_config_path"]
+__all__ = [
+    "ConfigFileError",
+    "DoTResolver",
+    "ProbeDefaults",
+    "default_geo_dir",
+    "load",
+    "user_config_path",
+]

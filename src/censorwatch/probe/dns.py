@@ -1,4 +1,4 @@
-"""DNS lookups over UDP and DNS-over-HTTPS, recorded as OONI ``queries`` entries.
+"""DNS lookups over UDP, DNS-over-HTTPS and DNS-over-TLS, recorded as OONI ``queries`` entries.
 
 UDP queries keep listening a while after the first valid answer: an on-path injector races the
 real resolver, so a second, different answer to the same query is the trace it leaves. The
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import socket
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -358,5 +359,55 @@ async def query_doh(
     finally:
         if own:
             await client.aclose()
+    result.t = time.monotonic() - clock
+    return result
+
+
+async def query_dot(
+    resolver: tuple[str, int],
+    server_name: str,
+    hostname: str,
+    qtype: str,
+    *,
+    clock: float,
+    timeout: float,
+    verify: ssl.SSLContext,
+    scrubber: Scrubber | None = None,
+) -> DNSResult:
+    """One query over DNS-over-TLS (RFC 7858) to ``resolver``, whose certificate must be valid
+    for ``server_name``; everything (connect, handshake, answer) within ``timeout``.
+
+    dnspython frames the exchange (a 2-byte length, so an answer is at most 65535 bytes); the
+    connection is opened here so the scrubber learns its local address. dnspython hands back
+    the parsed message, not its bytes, so ``raw_response`` stays empty.
+    """
+    import dns.asyncbackend
+    import dns.asyncquery
+    import dns.inet
+
+    rdtype = dns.rdatatype.from_text(qtype)
+    result = DNSResult(hostname, qtype, "dot", format_hostport(*resolver), time.monotonic() - clock)
+    query = dns.message.make_query(hostname, rdtype)
+    backend = dns.asyncbackend.get_backend("asyncio")
+    try:
+        async with asyncio.timeout(timeout):
+            sock = await backend.make_socket(
+                dns.inet.af_for_address(resolver[0]),
+                socket.SOCK_STREAM,
+                destination=resolver,
+                ssl_context=verify,
+                server_hostname=server_name,
+            )
+            async with sock:
+                if scrubber is not None:
+                    scrubber.learn(sock.writer.get_extra_info("socket"))
+                response = await dns.asyncquery.tls(query, resolver[0], timeout, sock=sock)
+        _apply_response(result, response, rdtype)
+    except (TimeoutError, dns.exception.Timeout):
+        result.failure = failures.GENERIC_TIMEOUT
+    except (OSError, EOFError, ValueError, dns.exception.DNSException) as exc:
+        result.failure = failures.classify(exc)
+        if result.failure.startswith(failures.UNKNOWN):
+            result.failure = failures.DNS_SERVER_MISBEHAVING
     result.t = time.monotonic() - clock
     return result

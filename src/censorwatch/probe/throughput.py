@@ -22,6 +22,11 @@ from censorwatch.scrub import Scrubber
 
 DEFAULT_PATH = "/censorwatch/throughput.bin"
 SAMPLE_EVERY = 0.05  # seconds between recorded samples (plus first and last)
+#: A target rate below this share of the reference's is measured once more before it is
+#: reported: on a lossy network one TCP transfer can stall on a retransmission timeout while
+#: the next does not, but a throttle is slow every time. Looser than the analysis's
+#: throttling ratio, so that every pair the analysis could call throttled was confirmed.
+CONFIRM_BELOW_RATIO = 0.5
 
 
 def object_url(url: str, path: str | None = None) -> str:
@@ -106,3 +111,18 @@ async def download(
         result.failure = exchange.failure
     result.samples.append((round(time.monotonic() - clock, 6), result.bytes))
     return result
+
+
+def needs_confirming(target: Download, reference: Download) -> bool:
+    """The reference moved data and the target moved it so much slower that a second pair
+    of downloads must say whether that is the platform or a stall of this one transfer. A
+    target download that failed otherwise (a reset, a DNS failure) is not slow, it is
+    blocked, and is not repeated."""
+    slow_or_starved = target.failure in (None, failures.GENERIC_TIMEOUT)
+    return (
+        slow_or_starved and reference.bps > 0 and target.bps < reference.bps * CONFIRM_BELOW_RATIO
+    )
+
+
+def ratio(target: Download, reference: Download) -> float:
+    return target.bps / reference.bps if reference.bps > 0 else 0.0

@@ -472,15 +472,23 @@ class WebConnectivity:
         common = dict(
             clock=clock, budgets=self.budgets, anchors=self.config.anchors, scrubber=self.scrubber
         )
-        own = await throughput.download(
-            throughput.object_url(target.url, target.throughput_path),
-            resolve,
-            **common,
-        )
+        object_url = throughput.object_url(target.url, target.throughput_path)
+        own = await throughput.download(object_url, resolve, **common)
         summary: dict[str, Any] = {"target": own.summary(), "reference": None}
         if self.config.reference_url:
             ref = await throughput.download(self.config.reference_url, resolve, **common)
-            summary["reference"] = ref.summary()
+            pairs = [(own, ref)]
+            if throughput.needs_confirming(own, ref):
+                again = await throughput.download(object_url, resolve, **common)
+                pairs.append(
+                    (again, await throughput.download(self.config.reference_url, resolve, **common))
+                )
+                summary["rounds"] = [
+                    {"target": t.summary(), "reference": r.summary()} for t, r in pairs
+                ]
+            # The pair kindest to the target is reported: "throttled" only if every one was.
+            own, ref = max(pairs, key=lambda pair: throughput.ratio(*pair))
+            summary["target"], summary["reference"] = own.summary(), ref.summary()
             if own.bps and ref.bps:
                 summary["ratio"] = round(own.bps / ref.bps, 4)
         rec.throughput = summary

@@ -324,15 +324,25 @@ class Attempts:
         return self._not_tried("other_port", "no other port this platform serves HTTPS on is known")
 
     # -- all of them ---------------------------------------------------------------------
+    def _served_here(self, address: str) -> bool:
+        """Whether a default resolver's address may be asked: anywhere on the real internet;
+        in a testbed only when its address plan knows the address (the testbed serves it
+        there), as any other packet would leave the testbed."""
+        return self.config.testbed is None or self.config.plan.lookup(address) is not None
+
     def _resolver_jobs(self) -> list[Awaitable[dict[str, Any]]]:
         b, cfg = self.budgets, self.config
-        shipped = defaults.load()
+        shipped = cfg.resolver_defaults or defaults.ProbeDefaults()
         doh_urls = list(dict.fromkeys([u for u in [cfg.doh_url, *shipped.doh_urls] if u]))
         udp = [cfg.udp_resolver] if cfg.udp_resolver else []
         for value in shipped.udp_resolvers:
             parsed = probedns.parse_hostport(value)
-            if parsed not in udp and parsed != cfg.system_resolver:
+            if parsed not in udp and parsed != cfg.system_resolver and self._served_here(parsed[0]):
                 udp.append(parsed)
+        dot: dict[str, defaults.DoTResolver] = {}
+        for known in shipped.dot_resolvers:
+            if self._served_here(known.address):
+                dot.setdefault(known.name, known)  # one step per name: its technique's key
         jobs: list[Awaitable[dict[str, Any]]] = []
         for url in doh_urls[:MAX_RESOLVERS]:
             name = urlsplit(url).hostname or url
@@ -341,6 +351,22 @@ class Attempts:
                     f"doh:{name}",
                     lambda url=url: probedns.query_doh(
                         url,
+                        self.host,
+                        "A",
+                        clock=self.clock,
+                        timeout=b.dns_timeout,
+                        verify=cfg.anchors.ssl_context(),
+                        scrubber=self.scrubber,
+                    ),
+                )
+            )
+        for resolver in list(dot.values())[:MAX_RESOLVERS]:
+            jobs.append(
+                self.resolver(
+                    f"dot:{resolver.name}",
+                    lambda r=resolver: probedns.query_dot(
+                        (r.address, r.port),
+                        r.name,
                         self.host,
                         "A",
                         clock=self.clock,
@@ -404,6 +430,7 @@ class Attempts:
 _ORDER = [
     "real_addresses",
     "doh",
+    "dot",
     "udp",
     "tls_over_tcp",
     "no_sni",

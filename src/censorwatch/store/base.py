@@ -43,6 +43,7 @@ COLUMNS: tuple[str, ...] = (
     "archive_segment",
     "archive_offset",
     "workarounds",
+    "locate",
 )
 #: Columns the API and export publish (the archive pointers stay internal).
 PUBLIC_COLUMNS: tuple[str, ...] = tuple(
@@ -137,8 +138,16 @@ def _decode_workarounds(text: str | bytes) -> dict[str, dict[str, str]] | None:
     }
 
 
+def _decode_locate(text: str | bytes) -> dict[str, Any] | None:
+    """Where the censor sits (the verdict's ``locate``) from JSON text (empty text: none)."""
+    if not text:
+        return None
+    value = msgspec.json.decode(text)
+    return value if isinstance(value, dict) else None
+
+
 #: Columns kept as JSON text by a backend that has no nested types.
-JSON_COLUMNS = frozenset({"evidence", "layers", "workarounds"})
+JSON_COLUMNS = frozenset({"evidence", "layers", "workarounds", "locate"})
 
 
 class ArchiveLocation(msgspec.Struct, frozen=True):
@@ -159,7 +168,8 @@ class MeasurementRow(msgspec.Struct):
     (a backend chooses how to keep them; DuckDB keeps JSON text). Their JSON text is accepted
     on construction too, as a backend or a CSV export gives them back. ``workarounds`` is the
     verdict's circumvention summary (docs/verdicts.md), None for a measurement without one;
-    last, so that rows built before it existed still build.
+    ``locate`` where the censor sits (the verdict's ``locate``), None without a localization;
+    both last, so that rows built before they existed still build.
     """
 
     measurement_uid: str
@@ -184,6 +194,7 @@ class MeasurementRow(msgspec.Struct):
     archive_segment: str
     archive_offset: int
     workarounds: dict[str, dict[str, str]] | None = None
+    locate: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.evidence, str | bytes):
@@ -192,14 +203,16 @@ class MeasurementRow(msgspec.Struct):
             self.layers = _decode_layers(self.layers)
         if isinstance(self.workarounds, str | bytes):
             self.workarounds = _decode_workarounds(self.workarounds)
+        if isinstance(self.locate, str | bytes):
+            self.locate = _decode_locate(self.locate)
 
     @property
     def location(self) -> ArchiveLocation:
         return ArchiveLocation(self.archive_segment, self.archive_offset)
 
     def as_tuple(self) -> tuple[Any, ...]:
-        """The values in ``COLUMNS`` order, ``evidence``, ``layers`` and ``workarounds`` as JSON
-        text (``workarounds`` None when there is none)."""
+        """The values in ``COLUMNS`` order, the ``JSON_COLUMNS`` as JSON text (``workarounds``
+        and ``locate`` None when there is none)."""
         return tuple(
             _json_encode(v).decode() if name in JSON_COLUMNS and v is not None else v
             for name, v in zip(COLUMNS, msgspec.structs.astuple(self), strict=True)
@@ -230,6 +243,7 @@ class MeasurementRow(msgspec.Struct):
             "layers": dict(self.layers),
             # Only when there is one, as ``Verdict.to_record`` leaves it out.
             **({"workarounds": self.workarounds} if self.workarounds else {}),
+            **({"locate": self.locate} if self.locate else {}),
         }
 
 

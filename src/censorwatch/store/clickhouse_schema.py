@@ -61,9 +61,11 @@ MEASUREMENT_COLUMNS: dict[str, str] = {
     "archive_offset": "UInt64",
     # The verdict's circumvention summary, JSON (NULL: none); added by migration 2.
     "workarounds": "Nullable(String)",
+    # Where the censor sits, JSON (NULL: no localization); added by migration 4.
+    "locate": "Nullable(String)",
 }
 #: Columns added after migration 1 made the table, with the migration that adds each.
-ADDED_COLUMNS: dict[str, int] = {"workarounds": 2}
+ADDED_COLUMNS: dict[str, int] = {"workarounds": 2, "locate": 4}
 #: The two time columns stored as seconds plus microseconds.
 MICROSECONDS: dict[str, str] = {
     "measurement_start_time": "measurement_start_us",
@@ -245,6 +247,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(2, "measurements.workarounds: the circumvention summary", _added_in(2)),
     Migration(3, "people_reports: people's reports, apart from measurements", (_PEOPLE_REPORTS,)),
+    Migration(4, "measurements.locate: where the censor sits", _added_in(4)),
 )
 
 _DATABASE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")

@@ -36,6 +36,7 @@ MEASUREMENT_TYPES: dict[str, str] = {
     "archive_segment": "text",
     "archive_offset": "int",
     "workarounds": "json?",
+    "locate": "json?",
 }
 assert tuple(MEASUREMENT_TYPES) == COLUMNS
 
@@ -89,6 +90,12 @@ INGESTED_ERRORS = "ALTER TABLE ingested_sources ADD COLUMN IF NOT EXISTS errors 
 #: without one), added to tables made before it had the column.
 MEASUREMENTS_WORKAROUNDS = (
     "ALTER TABLE measurements ADD COLUMN IF NOT EXISTS workarounds VARCHAR DEFAULT NULL"
+)
+
+#: ``locate``: where the censor sits (the verdict's ``locate``, JSON text; NULL without a
+#: localization), added to tables made before it had the column.
+MEASUREMENTS_LOCATE = (
+    "ALTER TABLE measurements ADD COLUMN IF NOT EXISTS locate VARCHAR DEFAULT NULL"
 )
 
 #: Other names of stored measurements (``Store.add_aliases``): ingest's content names.
@@ -156,6 +163,7 @@ CREATE TABLE IF NOT EXISTS people_reports (
 ALL: tuple[str, ...] = (
     MEASUREMENTS,
     MEASUREMENTS_WORKAROUNDS,
+    MEASUREMENTS_LOCATE,
     CHECKPOINT,
     INGESTED,
     INGESTED_ERRORS,

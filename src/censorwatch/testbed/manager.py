@@ -262,6 +262,16 @@ def _wait_for(state: TestbedState, checks: list[tuple[str, str, int]]) -> None:
             raise TestbedError(f"testbed services did not start in {ns}: {proc.stderr.strip()}")
 
 
+def _wait_for_ready(state: TestbedState, services: list[str]) -> None:
+    """Wait until each service has said it is bound (see ``TestbedState.mark_ready``)."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    for service in services:
+        while not state.ready_file(service).exists():
+            if time.monotonic() > deadline:
+                raise TestbedError(f"testbed service {service} did not start")
+            time.sleep(0.05)
+
+
 def _hop_daemon_name(namespace: str) -> str:
     return f"censor-hop-{namespace}"
 
@@ -342,12 +352,13 @@ def up(scenario_spec: str, tb_id: str, *, replace: bool = False) -> TestbedState
         for net in plan.networks:
             write_json(state.policy_file(net.asn), censor.policy(plan, net, {}))
         pids = info["pids"]
-        pids["internet"] = _spawn(
-            state,
-            plan.internet_ns,
-            "internet",
-            _python("censorwatch.testbed.services.internet", str(state.folder)),
-        )
+        for role in planmod.INTERNET_ROLES:
+            pids[f"internet-{role}"] = _spawn(
+                state,
+                plan.internet_ns,
+                f"internet-{role}",
+                _python("censorwatch.testbed.services.internet", str(state.folder), role),
+            )
         pids["control"] = _spawn(state, plan.internet_ns, "control", _control_command(state))
         pids["stun"] = _spawn(state, plan.internet_ns, "stun", _stun_command())
         pids["checkin"] = _spawn_checkin(state, plan)
@@ -378,6 +389,7 @@ def up(scenario_spec: str, tb_id: str, *, replace: bool = False) -> TestbedState
         ]
         checks += [(net.censor_ns, net.censor_wan_ip, 443) for net in plan.networks]
         _wait_for(state, checks)
+        _wait_for_ready(state, [f"internet-{role}" for role in planmod.INTERNET_ROLES])
         info["started_at"] = time.time()
         state.write_info(info)
         # Censorship scheduled from the start is in force before `up` returns.

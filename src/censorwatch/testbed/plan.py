@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from censorwatch.testbed.scenario import HOPS, Network, Scenario, Target
 
 AUTHORITATIVE_DNS = "192.0.2.53"
+# The internet namespace's server processes, one per role (services/internet.py).
+INTERNET_ROLES = ("dns", "web", "quic")
 PUBLIC_RESOLVER = "192.0.2.8"
 DOH_RESOLVER = "192.0.2.9"
 CONTROL = "192.0.2.80"

@@ -83,6 +83,15 @@ class TestbedState:
     def policy_file(self, asn: str) -> Path:
         return self.folder / "censor" / f"{asn}.json"
 
+    def ready_file(self, service: str) -> Path:
+        return self.folder / "ready" / service
+
+    def mark_ready(self, service: str) -> None:
+        """A service has bound its sockets (UDP ones cannot be probed by a connect)."""
+        path = self.ready_file(service)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+
     def exists(self) -> bool:
         return self.info_file.is_file()
 

@@ -25,6 +25,7 @@ from censorwatch.model import METHODS, Event
 from censorwatch.store.base import REPORT_FAILURES, VERDICTS, EventFilters, Filters
 from censorwatch.store.filters import FilterError, parse_asn, parse_cc, parse_filters
 from censorwatch.times import naive_utc, utcnow
+from censorwatch.web import locations as censor_places
 from censorwatch.web import people, views
 from censorwatch.web import steps as steps_mod
 from censorwatch.web import workarounds as still_works
@@ -272,6 +273,7 @@ def event_page(request: Request, event_id: str) -> HTMLResponse:
         part_of=[_event_item(e, platforms) for e in views.ordered_events(part_of)],
         record=event.to_record(),
         workarounds=still_works.of_event(event),
+        places=censor_places.of_event(event),
     )
 
 
@@ -349,6 +351,7 @@ def measurement(request: Request, measurement_uid: str) -> HTMLResponse:
         raw_url="/api/v1/raw_measurement?" + urlencode({"measurement_uid": measurement_uid}),
         events=_grouped(events, platforms),
         workarounds=still_works.of_row(row),
+        located=censor_places.of_row(row),
     )
 
 

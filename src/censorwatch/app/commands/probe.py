@@ -124,6 +124,12 @@ def probe(
     url_deadline: Annotated[float, typer.Option(help="Seconds for everything about one URL.")] = (
         budget.URL_DEADLINE
     ),
+    workaround_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds per way around a block (connect to page).")
+    ] = budget.WORKAROUND_TIMEOUT,
+    workarounds_deadline: Annotated[
+        float, typer.Option(min=0.1, help="Seconds for every way around a block of one URL.")
+    ] = budget.WORKAROUNDS_DEADLINE,
     submit: Annotated[
         str | None,
         typer.Option("--submit", help="Collector URL; measurements wait in --queue until sent."),
@@ -272,6 +278,8 @@ def probe(
             http_timeout=http_timeout,
             http_max_body=max_body,
             url_deadline=url_deadline,
+            workaround_timeout=workaround_timeout,
+            workarounds_deadline=workarounds_deadline,
         ),
     )
     if not targets and not cfg.checkin_urls:

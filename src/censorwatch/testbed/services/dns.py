@@ -1,14 +1,18 @@
 """DNS for the emulated internet: an authoritative zone and resolvers that answer from it.
 
-The same ``answer_from_zone`` serves the authoritative server, the public resolver and the
-DoH resolver; the ISP resolver forwards to the authoritative server after asking its censor.
+The same ``answer_from_zone`` serves the authoritative server, the public resolvers (over UDP
+and DNS-over-TLS) and the DoH resolver; the ISP resolver forwards to the authoritative server
+after asking its censor.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import dns.asyncquery
 import dns.flags
@@ -23,6 +27,13 @@ log = logging.getLogger(__name__)
 
 TTL = 60
 MAX_QUERY_BYTES = 4096
+#: The largest message a 2-byte length prefix can announce (RFC 7766 §8, RFC 7858 §3.3).
+MAX_STREAM_MESSAGE = 65535
+#: Seconds a DNS-over-TLS connection may take for its handshake, or for each message
+#: (length and body), before it is closed: a silent or trickling client holds nothing long.
+DOT_IDLE_TIMEOUT = 10.0
+#: The ALPN protocol identifier of DNS-over-TLS (IANA TLS ALPN registry).
+DOT_ALPN = "dot"
 
 #: A resolver's decision for one query: bytes to send back, or None to stay silent.
 Handler = Callable[[bytes, tuple[str, int]], Awaitable[bytes | None]]
@@ -135,3 +146,63 @@ async def serve_udp(host: str, port: int, handler: Handler) -> asyncio.DatagramT
         lambda: _UDPServer(handler), local_addr=(host, port)
     )
     return transport
+
+
+def dot_server_context(certfile: Path, keyfile: Path) -> ssl.SSLContext:
+    """A TLS server context for DNS-over-TLS with the resolver's certificate."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_alpn_protocols([DOT_ALPN])
+    ctx.load_cert_chain(certfile, keyfile)
+    return ctx
+
+
+async def _read_message(reader: asyncio.StreamReader, idle_timeout: float) -> bytes | None:
+    """One length-prefixed message, or None at a clean end of the stream. Length and body
+    together must come within ``idle_timeout``; a message is never more than 65535 bytes."""
+    async with asyncio.timeout(idle_timeout):
+        try:
+            prefix = await reader.readexactly(2)
+        except asyncio.IncompleteReadError as exc:
+            if exc.partial:
+                raise
+            return None
+        length = int.from_bytes(prefix, "big")
+        if length == 0:
+            raise ValueError("a zero-length DNS message")
+        return await reader.readexactly(length)
+
+
+async def serve_tls(
+    host: str,
+    port: int,
+    handler: Handler,
+    context: ssl.SSLContext,
+    *,
+    idle_timeout: float = DOT_IDLE_TIMEOUT,
+) -> asyncio.Server:
+    """DNS-over-TLS (RFC 7858) on ``host:port``: several queries per connection, each answered
+    through ``handler`` as over UDP. A message that is not DNS, a silent or trickling client,
+    or an answer that cannot be framed closes that connection, and only that one."""
+
+    async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername") or ("", 0)
+        try:
+            while (wire := await _read_message(reader, idle_timeout)) is not None:
+                reply = await handler(wire, (peer[0], peer[1]))
+                if reply is None or len(reply) > MAX_STREAM_MESSAGE:
+                    break
+                writer.write(len(reply).to_bytes(2, "big") + reply)
+                async with asyncio.timeout(idle_timeout):
+                    await writer.drain()
+        except (TimeoutError, ValueError, asyncio.IncompleteReadError, OSError) as exc:
+            log.debug("DoT connection from %s closed: %r", peer[0], exc)
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(idle_timeout):
+                    await writer.wait_closed()
+
+    return await asyncio.start_server(
+        connection, host, port, ssl=context, ssl_handshake_timeout=idle_timeout
+    )

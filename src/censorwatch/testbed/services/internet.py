@@ -1,8 +1,11 @@
 """The emulated public internet: authoritative DNS, public resolvers and every web site.
 
-Runs inside the testbed's internet namespace.
+Runs inside the testbed's internet namespace as three processes, one per role, as on the real
+internet where name servers, web servers and QUIC front ends are different machines: a busy
+HTTPS or QUIC server (TLS and aioquic are CPU-bound) must never delay a DNS answer past a
+probe's timeout and so fake a DNS failure.
 
-    python -m censorwatch.testbed.services.internet STATE_DIR
+    python -m censorwatch.testbed.services.internet STATE_DIR dns|web|quic
 """
 
 from __future__ import annotations
@@ -129,8 +132,7 @@ def _certificates(state: TestbedState, plan: planmod.TestbedPlan) -> dict[str, t
     return by_name
 
 
-async def serve(state: TestbedState) -> None:
-    plan = state.plan()
+async def serve_dns(state: TestbedState, plan: planmod.TestbedPlan) -> str:
     zone = plan.zone()
     await dnsservice.serve_udp(
         planmod.AUTHORITATIVE_DNS,
@@ -139,6 +141,19 @@ async def serve(state: TestbedState) -> None:
     )
     for resolver in (planmod.PUBLIC_RESOLVER, *planmod.PUBLIC_RESOLVERS):
         await dnsservice.serve_udp(resolver, 53, dnsservice.zone_handler(zone, authoritative=False))
+    # DNS-over-TLS on the public resolvers, with the certificates their DoH serves.
+    for address, (name, _asn, _org) in planmod.PUBLIC_RESOLVERS.items():
+        files = (state.pki_dir / "sites" / f"{name}.pem", state.pki_dir / "sites" / f"{name}.key")
+        await dnsservice.serve_tls(
+            address,
+            853,
+            dnsservice.zone_handler(zone, authoritative=False),
+            dnsservice.dot_server_context(*files),
+        )
+    return f"{len(zone)} names, DoT on {len(planmod.PUBLIC_RESOLVERS)} resolvers"
+
+
+async def serve_web(state: TestbedState, plan: planmod.TestbedPlan) -> str:
     handler = make_handler(plan, throughput_object())
     by_name = _certificates(state, plan)
     default = (state.pki_dir / "sites" / "default.pem", state.pki_dir / "sites" / "default.key")
@@ -154,17 +169,33 @@ async def serve(state: TestbedState) -> None:
     for address, (name, _asn, _org) in planmod.PUBLIC_RESOLVERS.items():
         files = (state.pki_dir / "sites" / f"{name}.pem", state.pki_dir / "sites" / f"{name}.key")
         await web.serve_http(address, 443, handler, web.server_context(*files))
+    return f"{len(web_addresses)} web addresses"
+
+
+async def serve_quic(state: TestbedState, plan: planmod.TestbedPlan) -> str:
     quic_cert = (state.pki_dir / "sites" / "quic.pem", state.pki_dir / "sites" / "quic.key")
+    web_addresses = plan.site_addresses()
     for address in web_addresses:
         await quic.serve_h3(address, *quic_cert, page=lambda host, path: h3_page(plan, host, path))
-    log.info("internet ready: %d web addresses, %d names", len(web_addresses), len(zone))
+    return f"HTTP/3 on {len(web_addresses)} addresses"
+
+
+async def serve(state: TestbedState, role: str) -> None:
+    """Bind one role's sockets, say so in the state folder (the manager waits for it), serve."""
+    plan = state.plan()
+    serving = {"dns": serve_dns, "web": serve_web, "quic": serve_quic}[role]
+    what = await serving(state, plan)
+    state.mark_ready(f"internet-{role}")
+    log.info("internet %s ready: %s", role, what)
     await asyncio.Event().wait()
 
 
 def main(argv: list[str]) -> None:
     service_logging()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    asyncio.run(serve(TestbedState(Path(argv[0]))))
+    if len(argv) != 2 or argv[1] not in planmod.INTERNET_ROLES:
+        sys.exit(f"usage: internet STATE_DIR {'|'.join(planmod.INTERNET_ROLES)}")
+    asyncio.run(serve(TestbedState(Path(argv[0])), argv[1]))
 
 
 if __name__ == "__main__":
