@@ -22,6 +22,7 @@ from censorwatch.events.locations import place_of, words
 from censorwatch.events.synthetic import T0
 from censorwatch.observations.schema import LocateRun
 from censorwatch.times import rfc3339
+from event_helpers import by_scope, stored_rows
 
 ROUND = timedelta(minutes=1)
 EXPIRED, RESET = "time_exceeded", "reset"
@@ -82,12 +83,6 @@ def history() -> list[dict]:
         out.append(rec(i, "AS64502", "blocked", GATEWAY if i < 8 else hop2 if i == 8 else None))
         out.append(rec(i, "AS64503", "ok", {**OWN, "placement": "none", "hop": None}))
     return out
-
-
-def by_scope(events):
-    national = [e for e in events if e.scope == "national" and e.target == "x.com"]
-    network = {e.asns[0]: e for e in events if e.scope == "network" and e.target == "x.com"}
-    return national, network
 
 
 def test_the_analysis_places_the_two_censors() -> None:
@@ -180,23 +175,9 @@ def test_stored_events_alerts_and_pages_say_where(tmp_path: Path) -> None:
     from censorwatch.events.alerts import Subscription
     from censorwatch.events.stored import StoredEvents
     from censorwatch.store import open_store
-    from censorwatch.store.base import MeasurementRow
-    from censorwatch.times import naive_utc
 
     records = history()
-    rows = [
-        MeasurementRow(
-            measurement_uid=r["measurement_uid"], report_id=r["report_id"],
-            test_name="web_connectivity", probe_cc="PK", probe_asn=r["probe_asn"],
-            input=r["input"], domain="x.com", target="x.com",
-            measurement_start_time=naive_utc(r["measurement_start_time"]),
-            received_at=naive_utc(r["measurement_start_time"]), verdict=r["verdict"],
-            method=r["method"], confidence=0.8, confirmed=False, fingerprint=None,
-            evidence=[], layers={}, signature="verified", source="collector",
-            archive_segment="seg-00000001.jsonl.gz", archive_offset=i, locate=r.get("locate"),
-        )
-        for i, r in enumerate(records)
-    ]  # fmt: skip
+    rows = stored_rows(records)
     tracker = EventTracker(platforms=[])
     changes = tracker.update(records)
     messages = Subscription(scope="network").messages(changes, tracker.events(), [])

@@ -23,6 +23,7 @@ from censorwatch.events.workarounds import family_statuses, headline, overall
 from censorwatch.observations.schema import WorkaroundStep
 from censorwatch.store import open_store
 from censorwatch.times import rfc3339
+from event_helpers import by_scope, stored_rows
 
 ROUND = timedelta(minutes=1)
 
@@ -85,12 +86,6 @@ def blocking_history() -> list[dict]:
         out.append(rec(i, "AS2", "blocked", "dns.forged", FORGED))
         out.append(rec(i, "AS3", "ok"))
     return out
-
-
-def by_scope(events):
-    national = [e for e in events if e.scope == "national" and e.target == "x.com"]
-    network = {e.asns[0]: e for e in events if e.scope == "network" and e.target == "x.com"}
-    return national, network
 
 
 def test_a_measurement_counts_a_family_once_by_its_best_technique() -> None:
@@ -180,23 +175,9 @@ def test_counts_survive_the_state_and_a_state_saved_before_them_loads(tmp_path: 
 
 
 def test_stored_events_keep_the_counts(tmp_path: Path) -> None:
-    from censorwatch.store.base import ArchiveLocation, MeasurementRow
-    from censorwatch.times import naive_utc
+    from censorwatch.store.base import ArchiveLocation
 
-    rows = [
-        MeasurementRow(
-            measurement_uid=r["measurement_uid"], report_id=r["report_id"],
-            test_name="web_connectivity", probe_cc="PK", probe_asn=r["probe_asn"],
-            input=r["input"], domain="x.com", target="x.com",
-            measurement_start_time=naive_utc(r["measurement_start_time"]),
-            received_at=naive_utc(r["measurement_start_time"]), verdict=r["verdict"],
-            method=r["method"], confidence=0.8, confirmed=False, fingerprint=None,
-            evidence=[], layers={}, signature="verified", source="collector",
-            archive_segment="seg-00000001.jsonl.gz", archive_offset=i,
-            workarounds=r.get("workarounds"),
-        )
-        for i, r in enumerate(blocking_history())
-    ]  # fmt: skip
+    rows = stored_rows(blocking_history())
     with open_store(tmp_path / "cw.duckdb") as store:
         store.add(rows)
         writer = StoredEvents.rebuild(store)
