@@ -8,6 +8,9 @@ serve --read-only --db URL`` on loopback and times ``GET /api/v1/aggregation`` e
 server (18.16), started on its own ports as the tests start it.
 
     .venv/bin/python bench/bench_aggregation_engines.py --rows 100000000 --dir /tmp/cw-engines
+
+``--reuse`` keeps what an earlier run generated in ``--dir`` (both engines holding ``--rows``
+rows), so a run stopped during the queries does not generate 100 M rows again.
 """
 
 from __future__ import annotations
@@ -126,6 +129,14 @@ def _long_query(server, sql: str) -> None:
     r.raise_for_status()
 
 
+def count_rows(url: str) -> int:
+    """The verdicts a store holds (0 for one not yet created)."""
+    from censorwatch.store import Filters, open_store
+
+    with open_store(url) as store:
+        return store.count(Filters())
+
+
 def optimize(url: str) -> float:
     from censorwatch.store import open_store
 
@@ -140,6 +151,12 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "cw-engines")
     ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--timeout", type=float, default=300, help="seconds per query, at most")
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep what an earlier run generated in --dir when both engines hold --rows rows",
+    )
     args = ap.parse_args()
     from clickhouse_server import start_server
 
@@ -151,14 +168,20 @@ def main() -> None:
             "ClickHouse": server.url("bench"),
             "DuckDB": f"duckdb://{args.dir / 'bench.duckdb'}",
         }
-        seconds = fill_clickhouse(server, urls["ClickHouse"], args.rows)
-        print(f"ClickHouse: {args.rows:,} rows generated in {seconds:.0f}s")
-        seconds = fill_duckdb(urls["DuckDB"], args.rows)
-        print(f"DuckDB: {args.rows:,} rows generated in {seconds:.0f}s")
+        held = {engine: count_rows(url) for engine, url in urls.items()}
+        if args.reuse and set(held.values()) == {args.rows}:
+            print(f"reusing the {args.rows:,} rows each engine holds in {args.dir}")
+        else:
+            if args.reuse:
+                print(f"not reusing: the engines hold {held}, not {args.rows:,} rows each")
+            seconds = fill_clickhouse(server, urls["ClickHouse"], args.rows)
+            print(f"ClickHouse: {args.rows:,} rows generated in {seconds:.0f}s")
+            seconds = fill_duckdb(urls["DuckDB"], args.rows)
+            print(f"DuckDB: {args.rows:,} rows generated in {seconds:.0f}s")
+            for engine, url in urls.items():
+                print(f"{engine}: censorwatch store optimize in {optimize(url):.0f}s")
         for engine, url in urls.items():
-            print(f"{engine}: censorwatch store optimize in {optimize(url):.0f}s")
-        for engine, url in urls.items():
-            measure(url, args.rows, args.runs, f"{engine}, after `store optimize`")
+            measure(url, args.rows, args.runs, f"{engine}, after `store optimize`", args.timeout)
     finally:
         server.stop()
 

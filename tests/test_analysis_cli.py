@@ -39,7 +39,10 @@ def test_json_records_for_every_measurement(shared_data: Path, fp_dir: str):
 
 def test_table_and_summary(shared_data: Path, fp_dir: str):
     path = shared_data / "ooni" / "wc05_qa" / "tlsBlockingConnectionResetWithConsistentDNS.json"
-    result = runner.invoke(app, ["analyze", str(path), "--fingerprints", fp_dir])
+    # wide enough for the table's columns whatever the terminal (none, under pytest-xdist)
+    result = runner.invoke(
+        app, ["analyze", str(path), "--fingerprints", fp_dir], env={"COLUMNS": "200"}
+    )
     assert result.exit_code == 0, result.output
     assert "blocked (tls.reset)" in result.stdout
     assert "1 measurements: 1 blocked (tls.reset 1)" in result.stdout

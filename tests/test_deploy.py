@@ -1,7 +1,8 @@
-"""``deploy/``: the systemd unit and the Containerfile, tested by what runs on this machine.
+"""``deploy/``: the systemd units and the Containerfile, tested by what runs on this machine.
 
-The unit is checked by systemd's own tools (``systemd-analyze verify`` and ``security
---offline``) and its command line by the probe itself. The image is not built here (no image
+The units (a long-running service, and a timer with its one-cycle service) are checked by
+systemd's own tools (``systemd-analyze verify``, ``security --offline``, ``calendar`` and
+``timespan``) and their command lines by the probe itself. The image is not built here (no image
 builder, and no registry to pull its base image from): the Containerfile is read, its shell
 commands parsed by ``sh -n``, the files it copies found, and its entry point run in this
 virtualenv with the image's environment.
@@ -9,6 +10,7 @@ virtualenv with the image's environment.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -17,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
 UNIT = DEPLOY / "systemd" / "censorwatch-probe.service"
+HOURLY = DEPLOY / "systemd" / "censorwatch-probe-hourly.service"
+TIMER = DEPLOY / "systemd" / "censorwatch-probe-hourly.timer"
+SERVICES = [UNIT, HOURLY]
+# What the two services may differ in: how they are started and stopped, and their schedule.
+HOW_STARTED = {"Description", "Type", "ExecStart", "Restart", "RestartSec", "TimeoutStartSec",
+               "TimeoutStopSec"}  # fmt: skip
 ENV_EXAMPLE = DEPLOY / "systemd" / "probe.env.example"
 CONTAINERFILE = DEPLOY / "Containerfile"
 INSTALLED = "/opt/censorwatch/bin/censorwatch"  # where the unit expects the package
@@ -39,58 +48,117 @@ def _systemd_analyze() -> str:
     return found
 
 
-def _unit_settings() -> dict[str, list[str]]:
-    """The unit's ``Key=value`` lines (a key may repeat, as ``SystemCallFilter`` does)."""
-    settings: dict[str, list[str]] = {}
-    for line in UNIT.read_text().splitlines():
-        if line and not line.startswith(("#", "[")) and "=" in line:
+def _sections(path: Path) -> dict[str, dict[str, list[str]]]:
+    """A unit's ``Key=value`` lines by section (a key may repeat, as ``SystemCallFilter``
+    does)."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    current: dict[str, list[str]] = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), {})
+        elif line and not line.startswith("#") and "=" in line:
             key, value = line.split("=", 1)
-            settings.setdefault(key, []).append(value)
-    return settings
+            current.setdefault(key, []).append(value)
+    return sections
 
 
-def _unit_here(tmp_path: Path) -> Path:
+def _unit_settings(path: Path = UNIT) -> dict[str, list[str]]:
+    return {k: v for section in _sections(path).values() for k, v in section.items()}
+
+
+def _unit_here(tmp_path: Path, path: Path = UNIT) -> Path:
     """The unit with one change: the probe at this virtualenv's path (verify checks that the
     command exists)."""
-    text = UNIT.read_text()
+    text = path.read_text()
     assert text.count(INSTALLED) == 1
-    copy = tmp_path / UNIT.name
+    copy = tmp_path / path.name
     copy.write_text(text.replace(INSTALLED, str(VENV_CENSORWATCH)))
     return copy
 
 
-def test_the_unit_passes_systemd_verify(tmp_path: Path) -> None:
-    tool = _systemd_analyze()
-    proc = subprocess.run([tool, "verify", str(_unit_here(tmp_path))],
-                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+def _analyze(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([_systemd_analyze(), *args], capture_output=True, text=True,
+                          timeout=60, check=False)  # fmt: skip
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=lambda p: p.name)
+def test_the_unit_passes_systemd_verify(tmp_path: Path, service: Path) -> None:
+    proc = _analyze("verify", str(_unit_here(tmp_path, service)))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout + proc.stderr == ""  # an unknown or misspelt key is only a warning
 
 
-def test_the_unit_is_hardened(tmp_path: Path) -> None:
-    tool = _systemd_analyze()
-    settings = _unit_settings()
+@pytest.mark.parametrize("service", SERVICES, ids=lambda p: p.name)
+def test_the_unit_is_hardened(tmp_path: Path, service: Path) -> None:
+    settings = _unit_settings(service)
     assert settings["DynamicUser"] == ["yes"] and settings["NoNewPrivileges"] == ["yes"]
     assert settings["CapabilityBoundingSet"] == [""] and settings["AmbientCapabilities"] == [""]
     assert settings["ProtectSystem"] == ["strict"] and settings["ProtectHome"] == ["yes"]
-    proc = subprocess.run(
-        [tool, "security", "--offline=yes", "--no-pager", str(_unit_here(tmp_path))],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    proc = _analyze("security", "--offline=yes", "--no-pager", str(_unit_here(tmp_path, service)))
     assert proc.returncode == 0, proc.stderr
     level = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", proc.stdout)
     assert level is not None, proc.stdout[-2000:]
     assert float(level[1]) <= 2.0  # systemd's scale: 0 (locked down) to 10 (exposed)
 
 
+def test_both_services_run_the_probe_the_same_way() -> None:
+    """Same user, state, confinement and environment: only how each is started differs."""
+    long_running, hourly = (_sections(p)["Service"] for p in SERVICES)
+    assert {k: v for k, v in long_running.items() if k not in HOW_STARTED} == {
+        k: v for k, v in hourly.items() if k not in HOW_STARTED
+    }
+    assert long_running["Type"] == ["simple"] and hourly["Type"] == ["oneshot"]
+    assert "Restart" not in hourly  # a failed cycle waits for the next hour
+    assert _sections(UNIT)["Install"] == {"WantedBy": ["multi-user.target"]}
+    assert "Install" not in _sections(HOURLY)  # started by its timer only
+
+
+def test_the_timer_starts_the_one_cycle_service_hourly_with_jitter(tmp_path: Path) -> None:
+    from censorwatch.probe.unattended import JITTER_MAX
+
+    timer = _sections(TIMER)
+    assert timer["Timer"]["Unit"] == [HOURLY.name]  # verify does not check that it exists
+    assert timer["Install"] == {"WantedBy": ["timers.target"]}
+    assert timer["Timer"]["Persistent"] == ["true"]
+    copy = tmp_path / TIMER.name
+    shutil.copy(TIMER, copy)
+    proc = _analyze("verify", str(copy), str(_unit_here(tmp_path, HOURLY)))
+    assert proc.returncode == 0 and proc.stdout + proc.stderr == "", proc.stdout + proc.stderr
+    (calendar,) = timer["Timer"]["OnCalendar"]
+    elapses = _analyze("calendar", "--iterations", "3", calendar)
+    assert elapses.returncode == 0, elapses.stderr
+    when = r"(?:Next elapse|Iter\. #\d+): \w{3} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)"
+    times = re.findall(when, elapses.stdout)
+    starts = [datetime.fromisoformat(t) for t in times]
+    assert len(starts) == 3, elapses.stdout
+    assert {(b - a).total_seconds() for a, b in itertools.pairwise(starts)} == {3600}
+    # each probe's random delay, within the hour and no wider than the probe's own jitter
+    (delay,) = timer["Timer"]["RandomizedDelaySec"]
+    span = _analyze("timespan", delay)
+    assert span.returncode == 0, span.stderr
+    micros = re.search(r"μs: (\d+)", span.stdout)
+    assert micros is not None, span.stdout
+    assert 0 < int(micros[1]) / 1e6 <= JITTER_MAX
+    (timeout,) = _sections(HOURLY)["Service"]["TimeoutStartSec"]
+    limit = re.search(r"μs: (\d+)", _analyze("timespan", timeout).stdout)
+    assert limit is not None and int(limit[1]) / 1e6 + JITTER_MAX < 3600  # done before the next
+
+
 @pytest.mark.slow
-def test_the_unit_command_line_is_one_the_probe_accepts(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("service", "schedule"),
+    [(UNIT, ["--every", "1h"]), (HOURLY, ["--every", "1h", "--cycles", "1"])],
+    ids=lambda v: v.name if isinstance(v, Path) else None,
+)
+def test_the_unit_command_line_is_one_the_probe_accepts(
+    tmp_path: Path, service: Path, schedule: list[str]
+) -> None:
     env_file = dict(
         line.split("=", 1)
         for line in ENV_EXAMPLE.read_text().splitlines()
         if line and not line.startswith("#")
     )
-    (exec_start,) = _unit_settings()["ExecStart"]
+    (exec_start,) = _unit_settings(service)["ExecStart"]
     # systemd's expansion: ${NAME} is one word, $NAME is split on spaces (empty: no word)
     words = []
     for word in shlex.split(exec_start):
@@ -101,14 +169,7 @@ def test_the_unit_command_line_is_one_the_probe_accepts(tmp_path: Path) -> None:
         else:
             words.append(word)
     assert words[0] == INSTALLED
-    assert words[1:] == [
-        "probe",
-        "--every",
-        "1h",
-        "--submit",
-        "https://collector.example/",
-        "--yes",
-    ]
+    assert words[1:] == ["probe", *schedule, "--submit", "https://collector.example/", "--yes"]
     # Every option parses; a bad --max-disk after them stops the run before it measures.
     proc = subprocess.run(
         [str(VENV_CENSORWATCH), *words[1:], "--max-disk", "plenty"],

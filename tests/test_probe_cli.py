@@ -45,7 +45,7 @@ def test_urls_and_a_list_from_the_environment(
             "--tls-timeout",
             "1",
         ],
-        env=pl.exec_env(net, control.url),
+        env={**pl.exec_env(net, control.url), "COLUMNS": "500"},  # a warning on one line
     )
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in out.read_text().splitlines()]

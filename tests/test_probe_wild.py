@@ -29,9 +29,10 @@ pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(300)]
 HOSTS = ["x.com", "twitter.com", "api.x.com", "abs.twimg.com", "pbs.twimg.com", "video.twimg.com"]
 SCENARIO = (
     'name = "wild"\n'
-    '[[network]]\nasn = "AS17557"\ncc = "PK"\nname = "PTCL"\n'
-    '[[network]]\nasn = "AS9541"\ncc = "PK"\nname = "Cybernet"\n'
-    '[[network]]\nasn = "AS23674"\ncc = "PK"\nname = "Nayatel"\n'
+    # Behind NAT, as a volunteer's probe is: what STUN tells it is not its own address.
+    '[[network]]\nasn = "AS17557"\ncc = "PK"\nname = "PTCL"\nnat = true\n'
+    '[[network]]\nasn = "AS9541"\ncc = "PK"\nname = "Cybernet"\nnat = true\n'
+    '[[network]]\nasn = "AS23674"\ncc = "PK"\nname = "Nayatel"\nnat = true\n'
     + "".join(f'[[target]]\nhost = "{h}"\n' for h in [*HOSTS, "t.co"])
     + '[[censor]]\nnetwork = "AS17557"\nmethod = "tls-rst"\n'
     + f"targets = {json.dumps(HOSTS)}\n"
@@ -97,6 +98,25 @@ def wild(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         yield runs
 
 
+STUN_ASK = (
+    "import asyncio, sys\n"
+    "from censorwatch.probe.geolocate import public_address\n"
+    "print(asyncio.run(public_address(sys.argv[1:]))[0])\n"
+)
+
+
+def test_behind_nat_stun_tells_the_public_address_not_the_probes_own(wild: dict[str, Any]):
+    tb: RunningTestbed = wild["tb"]
+    servers = [f"{address}:{port}" for address, port in planmod.STUN_SERVERS.values()]
+    for asn in NETWORKS:
+        net = tb.plan.network(asn)
+        cmd = tb.exec_command(asn, sys.executable, "-c", STUN_ASK, *servers)
+        out, _ = _run(cmd, Path.cwd())
+        assert out.strip() == net.public_ip != net.probe_ip, (asn, out)
+        found = wild["plan"].lookup(net.public_ip)
+        assert found is not None and f"AS{found.asn}" == asn, found
+
+
 def test_it_finds_its_network_by_stun_and_the_mmdb(wild: dict[str, Any]):
     for asn, name in NETWORKS.items():
         for m in wild["defaults"][asn].values():
@@ -145,7 +165,8 @@ def test_verdicts_match_a_fully_configured_probe(wild: dict[str, Any]):
 
 def test_no_probe_address_in_anything_written_or_sent(wild: dict[str, Any]):
     tb: RunningTestbed = wild["tb"]
-    addresses = [net.probe_ip for net in tb.plan.networks]
+    addresses = [a for net in tb.plan.networks for a in (net.probe_ip, net.public_ip)]
+    assert len(set(addresses)) == 2 * len(NETWORKS)  # each behind its NAT
     forms = {s for a in addresses if (p := parse_address(a)) for s in spellings(p)}
     text = "\n".join(wild["captured"])
     blobs = [text.encode(), *wild["service_bytes"]]

@@ -8,6 +8,8 @@ database written with mmdb-writer, as check-in does.
 
 from __future__ import annotations
 
+import csv
+import io
 import ipaddress
 import os
 import socket
@@ -345,6 +347,14 @@ def test_reports_are_counted_beside_verdicts_and_never_make_one_blocked(
     }
     by_method = api.get("/api/v1/aggregation", params={"axis_x": "method"}).json()["result"]
     assert all("report_count" not in b for b in by_method)  # reports have no method
+    as_csv = api.get("/api/v1/aggregation", params={"axis_x": "probe_asn", "format": "CSV"})
+    table = {r["probe_asn"]: r for r in csv.DictReader(io.StringIO(as_csv.text))}
+    assert {asn: row["report_count"] for asn, row in table.items()} == {
+        "AS64500": "9",
+        "AS64501": "1",
+    }
+    method_csv = api.get("/api/v1/aggregation", params={"axis_x": "method", "format": "CSV"})
+    assert "report_count" not in method_csv.text.splitlines()[0]
     counts = api.get("/api/v1/reports", params={"probe_asn": "AS64500"}).json()["results"]
     assert sum(c["reports"] for c in counts) == 9 and {c["probe_cc"] for c in counts} == {"PK"}
     events = api.get("/api/v1/events").json()["results"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 
 import pytest
@@ -24,6 +25,7 @@ cc = "pk"
 asn = "AS9541"
 cc = "PK"
 name = "Cybernet"
+nat = true
 [[target]]
 host = "X.com."
 paths = ["/", "/robots.txt"]
@@ -53,6 +55,16 @@ def test_parses_the_documented_format() -> None:
     throttle, tls = s.censors
     assert (throttle.start, throttle.end, throttle.rate) == (60.0, 90.0, "1mbit")
     assert (tls.network, tls.start, tls.end) == ("AS9541", 0.0, None)
+    assert [n.nat for n in s.networks] == [False, True]
+    direct, behind_nat = planmod.build(s, "cw").networks
+    assert direct.public_ip == direct.probe_ip
+    assert behind_nat.public_ip != behind_nat.probe_ip
+    assert any(  # the public address is the network's: its AS, its country
+        ipaddress.ip_address(behind_nat.public_ip) in ipaddress.ip_network(entry["prefix"])
+        and entry["asn"] == 9541
+        and entry["cc"] == "PK"
+        for entry in planmod.build(s, "cw").address_plan()["networks"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -73,6 +85,7 @@ def test_parses_the_documented_format() -> None:
         ),
         (lambda t: t + '\n[[target]]\nhost = "x.com"\n', "declared twice"),
         (lambda t: t.replace('cc = "pk"', 'colour = "green"'), "unknown key"),
+        (lambda t: t.replace("nat = true", 'nat = "yes"'), "nat must be true or false"),
     ],
 )
 def test_bad_scenarios_say_what_is_wrong(edit, message: str) -> None:

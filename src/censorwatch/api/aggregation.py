@@ -2,8 +2,8 @@
 
 Parameters and counts are OONI's (``axis_x``, ``axis_y``, ``time_grain`` with ``auto``,
 ``format``, ``download``; ``anomaly_count confirmed_count failure_count``) next to ours (one
-``<verdict>_count`` per verdict and ``method_counts``, and in JSON ``report_count``: people's
-reports, when the axes are ones reports have).
+``<verdict>_count`` per verdict and ``method_counts``, and ``report_count``: people's reports,
+when the axes are ones reports have; in CSV the column after the verdict counts).
 """
 
 from __future__ import annotations
@@ -51,18 +51,20 @@ def resolve_grain(time_grain: str, f: Filters) -> str:
 
 
 def to_csv(rows: list[dict[str, Any]], axes: list[str]) -> str:
-    """One line per bucket; per-method counts become ``<method>_count`` columns."""
+    """One line per bucket; per-method counts become ``<method>_count`` columns, and people's
+    reports a ``report_count`` column when they were counted."""
     methods = list(METHODS)
     for row in rows:
         methods.extend(m for m in row["method_counts"] if m not in methods)
+    counts = [*COUNT_COLUMNS, *(["report_count"] if any("report_count" in r for r in rows) else [])]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([*axes, *COUNT_COLUMNS, *(f"{m}_count" for m in methods)])
+    writer.writerow([*axes, *counts, *(f"{m}_count" for m in methods)])
     for row in rows:
         writer.writerow(
             [
                 *(row[a] if row[a] is not None else "" for a in axes),
-                *(row[c] for c in COUNT_COLUMNS),
+                *(row.get(c, 0) for c in counts),
                 *(row["method_counts"].get(m, 0) for m in methods),
             ]
         )
@@ -156,7 +158,7 @@ async def aggregation(
     store = request.app.state.store
     started = time.perf_counter()
     rows = await run_in_threadpool(store.aggregate, f, axis_x, axis_y, grain)
-    if format.upper() != "CSV" and set(axes) <= set(REPORT_AXES):
+    if set(axes) <= set(REPORT_AXES):
         await run_in_threadpool(add_report_counts, rows, axes, grain, f, store)
     elapsed = round(time.perf_counter() - started, 4)
     csv_wanted = format.upper() == "CSV"

@@ -187,7 +187,9 @@ class Pipeline:
             return "invalid"
         return state if state in ("verified", "unverified", "invalid") else "invalid"
 
-    def _row(self, p: Pending, location: ArchiveLocation) -> MeasurementRow:
+    def row(self, p: Pending, location: ArchiveLocation) -> MeasurementRow:
+        """The store's row for a prepared measurement archived at ``location`` (also what a
+        reprocessing worker stores)."""
         return build_row(
             p.measurement,
             p.verdict,
@@ -286,7 +288,7 @@ class Pipeline:
         end: ArchiveLocation | None = None
         for block in self.archive.blocks(since=self.log_position()):
             for line in block.lines:
-                env = self._envelope(line, block.location)
+                env = self.envelope(line, block.location)
                 if env is not None:
                     items.append((env.measurement_uid, env.measurement))
             end = ArchiveLocation(block.location.segment, block.end)
@@ -362,7 +364,7 @@ class Pipeline:
             if self.log is not None:
                 self._append_to_log([(p.measurement_uid, p.measurement) for p in fresh])
             self._run_hooks((p.measurement_uid, p.raw, p.measurement) for p in fresh)
-            rows = [self._row(p, location) for p in fresh]
+            rows = [self.row(p, location) for p in fresh]
             self.store.add(rows, checkpoint=end)
             self._consistent = True
             self._advance_log_position(end)
@@ -379,7 +381,8 @@ class Pipeline:
         return outcomes
 
     @staticmethod
-    def _envelope(line: bytes, where: ArchiveLocation) -> _Envelope | None:
+    def envelope(line: bytes, where: ArchiveLocation) -> _Envelope | None:
+        """One archive line's envelope; None, logged, for a line that does not decode."""
         try:
             return _decode_envelope(line)
         except (msgspec.DecodeError, msgspec.ValidationError):
@@ -408,7 +411,7 @@ class Pipeline:
 
         for block in self.archive.blocks(since=self.store.checkpoint()):
             for line in block.lines:
-                env = self._envelope(line, block.location)
+                env = self.envelope(line, block.location)
                 if env is None or env.measurement_uid in uids:
                     continue
                 p = Pending(
@@ -421,7 +424,7 @@ class Pipeline:
                 )
                 uids.add(p.measurement_uid)
                 p.verdict = safe_verdict(self.analyzer, p.measurement)
-                rows.append(self._row(p, block.location))
+                rows.append(self.row(p, block.location))
                 replayed.append((p.measurement_uid, p.measurement))
             end = ArchiveLocation(block.location.segment, block.end)
             if len(rows) >= batch_rows:

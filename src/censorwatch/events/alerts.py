@@ -1,5 +1,9 @@
 """Webhook alerts: a durable outbox and a background sender that retries with back-off.
 
+Two roads feed the outbox: ``censorwatch events --webhook`` (a run over verdict files) and the
+collector (``censorwatch serve --webhook``), whose stored-events writer hands each commit's
+changes to :class:`Alerting`.
+
 Detection only *enqueues* (one SQLite insert per alert and URL, next to the tracker's state
 file), so a slow or failing webhook never holds detection up, and an alert that could not be
 delivered stays queued across runs until a receiver acknowledges it with a 2xx answer.
@@ -24,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from censorwatch.events.platforms import Platform
+from censorwatch.events.platforms import Platform, load_platforms
+from censorwatch.events.population import Estimates, with_impact
 from censorwatch.events.rollup import AlertScope, contents, in_scope
 from censorwatch.events.tracker import Change
 from censorwatch.events.workarounds import headline
@@ -273,3 +278,46 @@ class WebhookSender:
             else:
                 self.queue.failed(alert_id, url, error, time.time() + self.backoff(attempts))
         return sent
+
+
+class Alerting:
+    """The collector's alerts: each commit's event changes, as one subscription sees them,
+    queued and sent in the background (``StoredEvents.on_changes``).
+
+    The changes are queued before the events that caused them are saved, so a collector that
+    dies in between tells them again when it replays its rows at the next start, and the
+    outbox, which ignores an alert already queued or delivered, sends each once."""
+
+    def __init__(
+        self,
+        queue: AlertQueue,
+        urls: list[str],
+        subscription: Subscription,
+        *,
+        platforms: list[Platform] | None = None,
+        population: list[Estimates] | None = None,
+        sender: WebhookSender | None = None,
+    ) -> None:
+        self.queue = queue
+        self.urls = list(urls)
+        self.subscription = subscription
+        self.platforms = platforms if platforms is not None else load_platforms()
+        self.population = population or []
+        self.sender = sender if sender is not None else WebhookSender(queue)
+
+    def __call__(self, changes: list[Change], events: list[Event]) -> None:
+        current = with_impact(events, self.population)
+        by_id = {e.event_id: e for e in current}
+        told = [Change(c.kind, by_id.get(c.event.event_id, c.event)) for c in changes]
+        if self.queue.enqueue(self.subscription.messages(told, current, self.platforms), self.urls):
+            self.sender.wake()
+
+    def start(self) -> Alerting:
+        """Start sending (alerts left queued by an earlier run go first)."""
+        self.sender.start()
+        return self
+
+    def stop(self) -> int:
+        """Stop the sender; what is still queued waits for the next start."""
+        self.sender.stop()
+        return self.queue.pending()

@@ -81,6 +81,9 @@ class StoredEvents:
         self._state_saved_at = 0.0
         self._state_behind = False
         self._dirty = False  # a save failed: catch up from the stored position first
+        # Told each feed's changes and the events after it, before they are saved (the
+        # collector's alerts: events.alerts.Alerting). ``rebuild`` tells nobody.
+        self.on_changes: Callable[[list[Change], list[Event]], None] | None = None
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
@@ -145,6 +148,7 @@ class StoredEvents:
             if progress is not None:
                 progress(len(chunk))
         changes = self.tracker.changes()
+        self._tell(changes)
         if end is not None:
             # ``scan_from`` is inclusive: re-reading the last block next time costs a block.
             self.tracker.meta["archive_position"] = [end.segment, end.offset]
@@ -161,6 +165,7 @@ class StoredEvents:
             return self.catch_up()
         try:
             changes = self.tracker.update(r.verdict_record() for r in rows)
+            self._tell(changes)
             self.tracker.meta["archive_position"] = [end.segment, end.offset]
             self._state_behind = True
             self._save()
@@ -168,6 +173,10 @@ class StoredEvents:
             self._dirty = True
             raise
         return changes
+
+    def _tell(self, changes: list[Change]) -> None:
+        if changes and self.on_changes is not None:
+            self.on_changes(changes, self.tracker.events())
 
     def _save(self, *, force: bool = False) -> None:
         current = self.tracker.events()

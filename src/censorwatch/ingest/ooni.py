@@ -121,7 +121,7 @@ def ingest(
             stats.retried += 1
         if on_file is not None:
             on_file(f)
-        reader = _FileIngest(name, pipeline, limits, stats, batch, on_measurements, report)
+        reader = FileIngest(name, pipeline, limits, stats, batch, on_measurements, report)
         reader.wanted = selection.per_measurement(f)
         errors = reader.run(source, f, on_bytes)
         store.mark_ingested(key, f.size, reader.accepted, errors)
@@ -146,7 +146,7 @@ class _Counted:
         return data
 
 
-class _FileIngest:
+class FileIngest:
     """One file's records through the pipeline, in batches, with its problems reported."""
 
     def __init__(

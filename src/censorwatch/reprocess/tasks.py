@@ -6,7 +6,7 @@ postcans of an hour and the ``jsonl.gz`` written from them), or one day of the o
 groups never share a measurement, so each group can be deduplicated on its own, on any worker,
 in any order, and still give the rows one ``ingest ooni`` process gives.
 
-Each file is read exactly as ``ingest ooni`` reads it (``ingest.ooni._FileIngest``: the same
+Each file is read exactly as ``ingest ooni`` reads it (``ingest.ooni.FileIngest``: the same
 readers, decoders, UIDs and limits; the analysis through ``Pipeline.prepare``); only the commit
 differs: the rows are collected instead of archived. A segment of our own archive is read as
 ``Pipeline.catch_up`` reads it (``store rebuild``'s road), its rows pointing at their blocks.
@@ -23,7 +23,7 @@ from censorwatch.collector.archive import Archive
 from censorwatch.collector.derive import safe_verdict
 from censorwatch.collector.pipeline import Outcome, Pending, Pipeline
 from censorwatch.ingest import identity
-from censorwatch.ingest.ooni import BATCH, IngestStats, _FileIngest
+from censorwatch.ingest.ooni import BATCH, FileIngest, IngestStats
 from censorwatch.ingest.sources import RawFile, Selection, Source, open_source
 from censorwatch.store.base import ArchiveLocation, MeasurementRow
 
@@ -147,7 +147,7 @@ class _CollectingPipeline(Pipeline):
             if self.keep_measurements:  # committed by the client, which builds the rows
                 self.result.pending.append((p, name))
             else:
-                self.result.rows.append((self._row(p, NOT_ARCHIVED), name))
+                self.result.rows.append((self.row(p, NOT_ARCHIVED), name))
         return outcomes
 
 
@@ -180,7 +180,7 @@ def analyse(task: Task) -> TaskResult:
     pipeline = _CollectingPipeline(_analyzer(task.analysis), result, task.keep_measurements)
     source = _source(task.source)
     for planned in task.files:
-        reader = _FileIngest(
+        reader = FileIngest(
             planned.name,
             pipeline,
             Limits(),
@@ -209,7 +209,7 @@ def _analyse_segments(task: Task) -> TaskResult:
             if block.location.segment != segment:
                 break
             for line in block.lines:
-                env = Pipeline._envelope(line, block.location)
+                env = Pipeline.envelope(line, block.location)
                 if env is None:
                     result.stats.invalid += 1
                     result.problems.append(f"{planned.name}@{block.location.offset}: unreadable")
@@ -222,7 +222,7 @@ def _analyse_segments(task: Task) -> TaskResult:
                     env.source,
                     env.received_at,
                 )
-                result.rows.append((pipeline._row(p, block.location), env.measurement_uid))
+                result.rows.append((pipeline.row(p, block.location), env.measurement_uid))
                 accepted += 1
         result.stats.files += 1
         result.stats.measurements += accepted

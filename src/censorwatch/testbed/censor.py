@@ -110,6 +110,17 @@ def install_base(net: NetworkPlan) -> None:
     netns.run(["iptables-restore", "--noflush"], ns=net.censor_ns, input_text=BASE_RULES)
 
 
+def install_nat(net: NetworkPlan) -> None:
+    """The network's router rewrites its probes' source address to the network's public one
+    on the way out (a home router's or a carrier-grade NAT): what STUN, the controls and the
+    collectors see. Censorship at this router matches before the rewrite."""
+    rule = (
+        f"*nat\n-A POSTROUTING -o wan -s 100.64.{net.index}.0/24 -j SNAT "
+        f"--to-source {net.public_ip}\nCOMMIT\n"
+    )
+    netns.run(["iptables-restore", "--noflush"], ns=net.censor_ns, input_text=rule)
+
+
 def install_base_hop(namespace: str) -> None:
     """The empty chains of a router that may host a censor later (core, gateway, transit)."""
     netns.run(["iptables-restore", "--noflush"], ns=namespace, input_text=HOP_BASE_RULES)

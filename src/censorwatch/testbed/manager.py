@@ -128,6 +128,9 @@ def _build_network(plan: planmod.TestbedPlan) -> None:
             netns.route(router, prefix, "via", gw.address, "dev", f"g{gw.index}")
         netns.set_resolv_conf(net.probe_ns, net.censor_lan_ip)
         censor.install_base(net)
+        if net.network.nat:
+            netns.address(net.censor_ns, "wan", f"{net.public_ip}/24")
+            censor.install_nat(net)
         censor.install_base_hop(net.core_ns)
     down_sites = [h for h in plan.hosts.values() if h.target.down]
     for host in down_sites:
@@ -511,6 +514,7 @@ def status(tb_id: str) -> dict[str, Any]:
                 "name": net.network.name,
                 "probe_namespace": net.probe_ns,
                 "probe_ip": net.probe_ip,
+                "public_ip": net.public_ip,  # differs behind NAT
                 "resolver": net.censor_lan_ip,
                 "active": active.get(net.asn, {}),
             }

@@ -113,6 +113,12 @@ class NetworkPlan:
         return self.network.asn
 
     @property
+    def public_ip(self) -> str:
+        """The address the internet sees the probe's traffic come from: its own, or on a
+        network behind NAT (scenario ``nat = true``) the one the censor's router gives it."""
+        return f"198.18.{self.index}.9" if self.network.nat else self.probe_ip
+
+    @property
     def clients(self) -> list[str]:
         """The prefixes this network's traffic comes from (its probes, its ISP's own hosts)."""
         return [f"100.64.{self.index}.0/24", f"198.18.{self.index}.0/24"]

@@ -51,6 +51,9 @@ class Network:
     asn: str
     cc: str
     name: str = ""
+    # The probe sits behind a NAT, as most do: the internet sees the network's public address,
+    # never the probe's own (plan.NetworkPlan.public_ip).
+    nat: bool = False
 
 
 @dataclass(frozen=True)
@@ -172,7 +175,7 @@ def parse(data: dict, source: str = "<scenario>") -> Scenario:
     networks: list[Network] = []
     for i, raw in enumerate(data.get("network", []), 1):
         where = f"{source}: [[network]] #{i}"
-        _known_keys(raw, {"asn", "cc", "name"}, where)
+        _known_keys(raw, {"asn", "cc", "name", "nat"}, where)
         asn = str(_require(raw, "asn", where)).upper()
         if not _ASN.match(asn):
             raise ScenarioError(f"{where}: asn {asn!r} must look like 'AS17557'")
@@ -181,7 +184,10 @@ def parse(data: dict, source: str = "<scenario>") -> Scenario:
             raise ScenarioError(f"{where}: cc {cc!r} must be a two-letter country code")
         if any(n.asn == asn for n in networks):
             raise ScenarioError(f"{where}: network {asn} is declared twice")
-        networks.append(Network(asn, cc, str(raw.get("name", ""))))
+        nat = raw.get("nat", False)
+        if not isinstance(nat, bool):
+            raise ScenarioError(f"{where}: nat must be true or false, not {nat!r}")
+        networks.append(Network(asn, cc, str(raw.get("name", "")), nat))
     if not networks:
         raise ScenarioError(f"{source}: a scenario needs at least one [[network]]")
     if len(networks) > 200:

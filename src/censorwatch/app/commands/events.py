@@ -138,7 +138,7 @@ def render_table(
     table_console().print(table)
 
 
-def _subscription(scope: str, ccs: list[str] | None, targets: list[str] | None) -> Any:
+def alert_subscription(scope: str, ccs: list[str] | None, targets: list[str] | None) -> Any:
     from censorwatch.events.alerts import Subscription
     from censorwatch.events.rollup import ALERT_SCOPES
 
@@ -231,7 +231,7 @@ def events(
         raise typer.BadParameter("give either --db or verdict JSONL files")
     if webhook and not state:
         raise typer.BadParameter("--webhook needs --state (alerts are queued next to it)")
-    subscription = _subscription(alert_scope, alert_cc, alert_target)
+    subscription = alert_subscription(alert_scope, alert_cc, alert_target)
     platforms = load_platforms(profile) if profile else load_platforms()
     estimates = estimates_or_exit(population)
     tracker = EventTracker(platforms=platforms, state_path=state)

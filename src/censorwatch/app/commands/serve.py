@@ -80,11 +80,32 @@ def serve(
         min=1,
         help="Connections or requests in progress beyond this are answered 503.",
     ),
+    webhook: list[str] | None = typer.Option(
+        None,
+        "--webhook",
+        help="POST an alert here when the stored events change (repeatable); kept in an "
+        "outbox until a 2xx answer.",
+    ),
+    alert_scope: str = typer.Option(
+        "national",
+        "--alert-scope",
+        help="How deep alerts go: national (one per national block), network, host.",
+    ),
+    alert_cc: list[str] | None = typer.Option(
+        None, "--alert-cc", help="Alert only for these countries (repeatable)."
+    ),
+    alert_target: list[str] | None = typer.Option(
+        None, "--alert-target", help="Alert only for these platforms or hosts (repeatable)."
+    ),
+    alert_outbox: Path | None = typer.Option(
+        None, "--alert-outbox", help="The alerts' outbox (default: ARCHIVE/alerts.sqlite)."
+    ),
 ) -> None:
     """Accept measurements (OONI collector protocol) and answer queries (OONI-shaped API)."""
     import uvicorn
 
     from censorwatch.app.asgi import create_app
+    from censorwatch.app.commands.events import alert_subscription
     from censorwatch.app.http_guard import guarded_h11
     from censorwatch.app.services import listen_socket, open_services
     from censorwatch.evidence.log import LogBusyError
@@ -92,6 +113,12 @@ def serve(
 
     if (certfile is None) != (keyfile is None):
         raise typer.BadParameter("--certfile and --keyfile go together")
+    if webhook and read_only:
+        raise typer.BadParameter("a read-only server changes no events", param_hint="--webhook")
+    for url in webhook or []:
+        if not url.startswith(("http://", "https://")):
+            raise typer.BadParameter(f"{url!r} is not an http(s) URL", param_hint="--webhook")
+    subscription = alert_subscription(alert_scope, alert_cc, alert_target)
     try:
         services = open_services(
             db,
@@ -107,15 +134,23 @@ def serve(
         raise typer.BadParameter(str(exc), param_hint="--db") from None
     except LogBusyError as exc:
         raise typer.BadParameter(f"{exc}: is another collector running?") from None
-    if not read_only:
-        _keep_events(services)
     from censorwatch.app.population import estimates_or_exit
 
+    estimates = estimates_or_exit(population)
+    alerting = None
+    if not read_only:
+        _keep_events(services)
+        if webhook and services.pipeline.events is not None:
+            from censorwatch.events.alerts import Alerting, AlertQueue
+
+            queue = AlertQueue(alert_outbox or archive / "alerts.sqlite")
+            alerting = Alerting(queue, webhook, subscription, population=estimates).start()
+            services.pipeline.events.on_changes = alerting
     app = create_app(
         services.pipeline,
         services.collector,
         extra_routers=services.routers(),
-        population=estimates_or_exit(population),
+        population=estimates,
     )
     if asn_db is not None:  # check-in and people's reports look connections up in it too
         from censorwatch.geo import ip_database
@@ -148,6 +183,8 @@ def serve(
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         services.close()
+        if alerting is not None and (left := alerting.stop()):
+            typer.echo(f"{left} alert(s) still queued; sent after the next start", err=True)
 
 
 def _keep_events(services: Any) -> None:
