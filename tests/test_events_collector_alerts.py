@@ -19,7 +19,7 @@ from censorwatch.events.stored import StoredEvents
 from censorwatch.store.duckdb_store import DuckDBStore
 from collector_helpers import Server
 from test_events_alerts import Receiver, free_port
-from test_events_stored import Crash, CrashingStore, by_round, submit_round
+from test_events_stored import CrashingStore, by_round, commit_until_crash, submit_round
 from web_helpers import x_series
 
 pytestmark = pytest.mark.slow
@@ -117,13 +117,7 @@ def test_a_crash_before_the_events_are_saved_loses_no_alert(tmp_path: Path):
     pipeline = Pipeline(Archive(archive), store)
     pipeline.events = StoredEvents.open(store)
     pipeline.events.on_changes = _alerting(outbox)
-    crashed_at = None
-    for i, group in enumerate(rounds):
-        try:
-            pipeline.commit([pipeline.prepare(m) for m in group])
-        except Crash:
-            crashed_at = i
-            break
+    crashed_at = commit_until_crash(pipeline, rounds)
     assert crashed_at is not None
     store.close()
     before_restart = queued(outbox)

@@ -153,6 +153,16 @@ class CrashingStore(DuckDBStore):
         super().save_event_state(state)
 
 
+def commit_until_crash(pipeline: Pipeline, rounds: list[list[dict[str, Any]]]) -> int | None:
+    """Commit round after round; the round the process 'died' in, or None."""
+    for i, group in enumerate(rounds):
+        try:
+            pipeline.commit([pipeline.prepare(m) for m in group])
+        except Crash:
+            return i
+    return None
+
+
 @pytest.mark.parametrize("at", ["save_events", "save_event_state"])
 def test_crash_between_commit_and_state_save_loses_no_event(tmp_path: Path, at: str):
     db, archive = tmp_path / "cw.duckdb", tmp_path / "archive"
@@ -161,13 +171,7 @@ def test_crash_between_commit_and_state_save_loses_no_event(tmp_path: Path, at: 
     store = CrashingStore(db, at, after=3)
     pipeline = Pipeline(Archive(archive), store)
     pipeline.events = StoredEvents(store, StoredEvents.open(store).tracker, state_interval=0)
-    crashed_at = None
-    for i, group in enumerate(rounds[:half]):
-        try:
-            pipeline.commit([pipeline.prepare(m) for m in group])
-        except Crash:
-            crashed_at = i
-            break
+    crashed_at = commit_until_crash(pipeline, rounds[:half])
     assert crashed_at is not None
     store.close()  # the process is gone: nothing more is saved, the archive stays as it is
 
