@@ -159,6 +159,53 @@ def test_two_leaks_in_a_row_from_blocked_vantages_do_not_end_a_block() -> None:
     assert event["measurements"]["ok"] == 2
 
 
+def clean_block_before(vantages: list[str]) -> tuple[list[dict], datetime]:
+    """Five normal days, a two-day block that never leaks, two normal days: the network has a
+    clean leak record when the next block begins (at the returned time)."""
+    first = T0 + 5 * DAY
+    records = normal(T0, 5, vantages, H)
+    records += [rec(first + k * H, vantages[k % 3], "blocked", "tls.reset") for k in range(48)]
+    records += normal(first + 2 * DAY, 2, vantages, H)
+    return records, first + 4 * DAY
+
+
+def the_second_block(records: list[dict], vantages: list[str], onset: datetime) -> dict:
+    """The event of a two-day block from ``onset`` after ``clean_block_before``: there must
+    be exactly two, and this one bracketed by its true onset and end."""
+    end = onset + 48 * H
+    _, second = events([*records, *normal(end, 2, vantages, H)])
+    assert parse_time(second["onset"]["before"]) == onset
+    assert parse_time(second["end"]["after"]) < end <= parse_time(second["end"]["before"])
+    return second
+
+
+def test_two_leaks_early_in_a_young_block_do_not_end_it() -> None:
+    """Four hours into a block, two of the vantages it reached answer ok one after the other.
+    The network's earlier block never leaked, but leaks belong to a block: until this one
+    has a record of its own, its leak rate is that of real blocks (several percent), so
+    this is a leak, and the block goes on."""
+    everyone = ["d1", "d2", "d3", "d4"]
+    records, onset = clean_block_before(everyone)
+    for k in range(48):
+        verdict = "ok" if k in (4, 5) else "blocked"
+        records.append(rec(onset + k * H, everyone[k % 4], verdict, "tls.reset"))
+    assert the_second_block(records, everyone, onset)["measurements"]["ok"] == 2
+
+
+def test_a_vantage_first_heard_in_a_block_counts_once_towards_its_end() -> None:
+    """A vantage known before the block, silent while it began, then answering ok four times
+    in twenty minutes right after one leak: a vantage that gets through explains all four,
+    so they weigh as one, and the block goes on."""
+    everyone = ["d1", "d2", "d3", "v1"]
+    records, onset = clean_block_before(everyone)
+    direct = itertools.cycle(["d1", "d2", "d3"])
+    records += [rec(onset + k * H, next(direct), "blocked", "tls.reset") for k in range(48)]
+    leak = onset + 2 * H + 30 * timedelta(minutes=1)
+    records.append(rec(leak, "d1", "ok"))
+    records += [rec(leak + k * 5 * timedelta(minutes=1), "v1", "ok") for k in range(1, 5)]
+    assert the_second_block(records, everyone, onset)["measurements"]["vantages"] == 4
+
+
 def test_a_change_of_method_mid_block_stays_one_event() -> None:
     everyone = ["d1", "d2", "d3", "v1"]
     onset = T0 + 4 * DAY

@@ -9,9 +9,10 @@ switches once the run has ``k_min`` rounds and strays can no longer explain it:
   the path), is at most ``alpha``; a blocked measurement whose method noise cannot produce (a
   reset, a forged answer, a block page) counts ``strong_factor`` times less likely than a
   timeout. A clean network opens on the second blocked round; a lossy one waits for more.
-- ending: the network's leak rate to the power of the run's ok measurements (the predictive,
-  as for strays, for oks of vantages the block had reached: they may be leaking) is at most
-  ``alpha``, divided by the block's length in units of ``alpha_rounds`` rounds.
+- ending: the network's leak rate to the power of the run's ok measurements (for oks of
+  vantages the block had reached, which may be leaking, the predictive of the block's own
+  leak record, ``_leak_run_probability``) is at most ``alpha``, divided by the block's length
+  in units of ``alpha_rounds`` rounds.
 - an ok answer inside an opening run from a vantage not known to get through is what a block
   explains only if that vantage gets through (``ok_in_block``): it weakens the run.
 
@@ -59,6 +60,7 @@ class DetectorParams:
     alpha_rounds: float = 8.0  # an end's alpha holds per this many rounds of a block (_alpha)
     prior_rate: float = 0.01  # stray blocked measurements on an unblocked network
     prior_leak: float = 0.008  # stray ok measurements during a block
+    block_leak: float = 0.03  # ... from the vantages a block reached (its leak rate's prior)
     strong_factor: float = 0.1  # a stray that is not a timeout or failure: 10× less likely
     per_round: int = 3  # at most this many measurements of one round count as evidence
     prior_weight: float = 10.0
@@ -264,19 +266,26 @@ class SeriesDetector:
         net = self.network
         return self.params.rate(net.flips[mode], net.conclusive[mode], prior)
 
-    def _stray_run_probability(self, n: int, mode: str = OK) -> float:
-        """Probability that the next ``n`` measurements of a series in ``mode`` are all strays
-        (blocked ones while clear, leaks while blocked), under the posterior of its network's
-        stray rate (Beta-binomial predictive): it stays high while the network has been
-        watched for only a few rounds, so that little data never passes for a clean record."""
+    def _stray_run_probability(self, n: int) -> float:
+        """Probability that the next ``n`` blocked measurements of a clear series are all
+        strays, under the posterior of its network's stray rate (Beta-binomial predictive): it
+        stays high while the network has been watched for only a few rounds, so that little
+        data never passes for a clean record."""
         w = self.params.prior_weight
-        prior = self.params.prior_rate if mode == OK else self.params.prior_leak
-        flips, rounds = self.network.flips[mode], self.network.conclusive[mode]
-        a, b = flips + prior * w, rounds - flips + (1.0 - prior) * w
-        prob = 1.0
-        for i in range(n):
-            prob *= (a + i) / (a + b + i)
-        return prob
+        prior = self.params.prior_rate
+        flips, rounds = self.network.flips[OK], self.network.conclusive[OK]
+        return _all_of_next(n, flips + prior * w, rounds - flips + (1.0 - prior) * w)
+
+    def _leak_run_probability(self, n: int) -> float:
+        """Probability that the next ``n`` ok measurements of the open block are all leaks
+        (Beta-binomial predictive): the block's own record (the ok and blocked rounds of the
+        vantages it reached, ``VantageBook.reached``) updates a prior of the network's leak
+        rate with the weight of ``prior_weight`` rounds. A block whose vantages have leaked
+        asks more oks of its end; a clean one ends as soon as the network's record allows."""
+        w = self.params.prior_weight
+        mean = max(self.params.block_leak, self._rate(BLOCKED))
+        leaks, rounds = self.event.book.reached() if self.event is not None else (0, 0)
+        return _all_of_next(n, leaks + mean * w, rounds - leaks + (1.0 - mean) * w)
 
     def _strong_share(self) -> float:
         """How likely a stray is to carry a method noise "cannot" produce: ``strong_factor``
@@ -337,13 +346,25 @@ class SeriesDetector:
             # A censor does one thing to a target on a network: a vantage's first round that
             # disagrees with the run's usual method counts only as a repeat (``_agreeing``).
             firsts = _agreeing(firsts)
+        weak: list[Round] = []
         if new_state == OK and self.event is not None:
             # An ok from a vantage known before the run that has not answered blocked in this
             # block may come from one that gets through, not yet recognised as such: weak.
+            # A block explains it if that vantage gets through (``ok_in_block``), and then
+            # its further oks too: they count once, as a repeat, and no more.
             known = self.event.book.stats
             weak = [r for r in firsts if known.get(r.observations[0].report_id, [1])[0] == 0]
             firsts = [r for r in firsts if r not in weak]
-            rounds = [*firsts, *weak, *(r for r in rounds if r not in firsts and r not in weak)]
+            quiet = {r.observations[0].report_id for r in weak}
+            rounds = [
+                *firsts,
+                *weak,
+                *(
+                    r
+                    for r in rounds
+                    if r not in firsts and r.observations[0].report_id not in quiet
+                ),
+            ]
         repeats = len(rounds) - len(firsts)
         units = len(firsts) + repeats * self.params.repeat_factor
         if units < self.params.k_min:
@@ -360,7 +381,8 @@ class SeriesDetector:
             prob /= self.params.ok_in_block ** len(self._ok_vantages_in_run())
         else:
             # A vantage that answered blocked in this block and now answers ok may be leaking,
-            # at a rate this network has shown little of yet: the predictive, as for strays.
+            # at the rate of this block (a censor's leaks belong to the block): the predictive
+            # of the leaks the block has shown so far, with the network's rate as its prior.
             # An ok from a vantage new to the block (a fresh report) takes the plain rate.
             stats = self.event.book.stats if self.event is not None else {}
             leaking = sum(
@@ -369,8 +391,9 @@ class SeriesDetector:
                 if stats.get(r.observations[0].report_id, [0])[0] > 0
             )
             prob = min(0.5, self._rate(BLOCKED)) ** (len(counted) - leaking)
-            prob *= self._stray_run_probability(leaking, BLOCKED)
-            prob *= self.params.repeat_factor**repeats
+            prob *= self._leak_run_probability(leaking)
+            prob *= self.params.repeat_factor ** (repeats - len(weak))
+            prob *= self.params.ok_in_block ** len(weak)
         if new_state == OK and not self._clear_long_enough(rounds):
             return False
         return prob <= self._alpha(new_state)
@@ -567,6 +590,15 @@ class SeriesDetector:
         del self.history[: max(0, len(self.history) - self.params.history)]
         self.pending = []
         return event
+
+
+def _all_of_next(n: int, a: float, b: float) -> float:
+    """Beta-binomial predictive: the probability that the next ``n`` trials all succeed when
+    the success rate has the posterior Beta(``a``, ``b``)."""
+    prob = 1.0
+    for i in range(n):
+        prob *= (a + i) / (a + b + i)
+    return prob
 
 
 def _round_method(rnd: Round) -> str | None:

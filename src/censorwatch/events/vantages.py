@@ -74,6 +74,12 @@ class VantageBook:
     def through_set(self, through_min: int, tolerance: float) -> frozenset[str]:
         return frozenset(v for v in self.stats if self.through(v, through_min, tolerance))
 
+    def reached(self) -> tuple[int, int]:
+        """(ok rounds, conclusive rounds) of the vantages that answered blocked in the
+        stretch: how often the ones a block reached still got through (its leak record)."""
+        hit = [c for c in self.stats.values() if c[0]]
+        return sum(c[1] for c in hit), sum(c[0] + c[1] for c in hit)
+
     @property
     def measured(self) -> int:
         return sum(1 for c in self.stats.values() if c[0] or c[1])
