@@ -15,7 +15,10 @@ line is its own measurement. Then, each as a subprocess timed from start to exit
    client, the tasks, Parquet parts written by the workers).
 
 Rates are measurements per wall-clock second of the whole command (interpreter start, imports,
-connecting, planning included); the best of ``--rounds`` counts.
+connecting, planning included). All clusters are up at once and each round runs every command
+once, the cluster runs in alternating order, so that a noisy minute of a shared machine falls
+on both sides of a comparison: the speed-up is reported per round (its median and range) and
+from the best time of each.
 """
 
 from __future__ import annotations
@@ -119,6 +122,12 @@ class Cluster:
                 proc.kill()
 
 
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--files", type=int, default=96)
@@ -129,48 +138,41 @@ def main() -> None:
     args = parser.parse_args()
     cli = [sys.executable, "-m", "censorwatch"]
     fps = ["--fingerprints", str(args.fingerprints)]
+    counts = [int(w) for w in args.workers.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-reprocess-") as tmp_name:
         tmp = Path(tmp_name)
         total = build_tree(tmp / "bucket", args.files, args.per_file)
         print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
               f"{args.files} files, {total} measurements")  # fmt: skip
-        results: list[tuple[str, float]] = []
-        best = min(
-            timed(
-                [
-                    *cli,
-                    "ingest",
-                    "ooni",
-                    str(tmp / "bucket"),
-                    "--db",
-                    str(tmp / f"s{r}.db"),
-                    "--archive",
-                    str(tmp / f"a{r}"),
-                    *fps,
-                ]
-            )
-            for r in range(args.rounds)
-        )
-        results.append(("single process (ingest ooni)", best))
-        for workers in (int(w) for w in args.workers.split(",")):
-            cluster = Cluster(tmp / f"cluster{workers}", workers)
-            try:
-                runs = []
-                for r in range(args.rounds):
+        single = "single process (ingest ooni)"
+        times: dict[str, list[float]] = {single: []}
+        clusters = {w: Cluster(tmp / f"cluster{w}", w) for w in counts}
+        try:
+            for r in range(args.rounds):
+                ingest = [*cli, "ingest", "ooni", str(tmp / "bucket"), "--db",
+                          str(tmp / f"s{r}.db"), "--archive", str(tmp / f"a{r}"), *fps]  # fmt: skip
+                times[single].append(timed(ingest))
+                for workers in counts if r % 2 == 0 else counts[::-1]:
                     out = tmp / f"out-{workers}-{r}"
-                    runs.append(timed([*cli, "reprocess", str(tmp / "bucket"), "--scheduler",
-                                       cluster.address, "--out", str(out), *fps]))  # fmt: skip
+                    address = clusters[workers].address
+                    seconds = timed([*cli, "reprocess", str(tmp / "bucket"), "--scheduler",
+                                     address, "--out", str(out), *fps])  # fmt: skip
+                    times.setdefault(f"reprocess, {workers} worker(s)", []).append(seconds)
                     shutil.rmtree(out)
-                results.append((f"reprocess, {workers} worker(s)", min(runs)))
-            finally:
+                done = ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items())
+                print(f"round {r + 1}: {done}", flush=True)
+        finally:
+            for cluster in clusters.values():
                 cluster.stop()
-        rates = {}
-        for label, seconds in results:
-            rates[label] = total / seconds
-            print(f"{label:<34} {seconds:7.1f} s  {total / seconds:8.0f} measurements/s")
-        one, two = (rates.get(f"reprocess, {w} worker(s)") for w in (1, 2))
+        for label, runs in times.items():
+            best = min(runs)
+            print(f"{label:<34} {best:7.1f} s  {total / best:8.0f} measurements/s (best)")
+        one, two = (times.get(f"reprocess, {w} worker(s)") for w in (1, 2))
         if one and two:
-            print(f"speed-up 1 -> 2 workers: {two / one:.2f}x")
+            ratios = [a / b for a, b in zip(one, two, strict=True)]
+            print(f"speed-up 1 -> 2 workers: {min(one) / min(two):.2f}x from the best times; "
+                  f"per round median {_median(ratios):.2f}x "
+                  f"(range {min(ratios):.2f}-{max(ratios):.2f}x)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -172,6 +172,42 @@ def test_a_second_run_does_nothing_and_a_corrupt_file_is_named(
     assert "from 0 files" in fourth.stdout  # the bad file is recorded with its error
 
 
+def test_rows_travel_back_only_to_a_client_that_writes_them(tmp_path: Path, cluster: DaskCluster):
+    """Parquet written by the workers: the results carry no rows (pickling and moving them
+    would take CPU from the analysis). A DuckDB store written by the client: they do."""
+    from distributed import Client
+
+    from censorwatch.ingest.sources import Selection
+    from censorwatch.reprocess.run import Target, manifest_records, plan, reprocess
+    from censorwatch.reprocess.tasks import AnalysisSpec
+    from censorwatch.store import open_store
+
+    bucket, out = tmp_path / "bucket", tmp_path / "parquet"
+    build_bucket(bucket)
+    tasks = plan(str(bucket), Selection(), AnalysisSpec(), manifest_records(out)).tasks
+    sent: list[int] = []
+    with Client(cluster.address, timeout="30s") as client:
+        stats = reprocess(
+            client, tasks, Target(None, None, out), on_result=lambda r: sent.append(len(r.rows))
+        )
+        assert len(sent) == len(tasks) and sum(sent) == 0
+        assert len(parquet_rows(out)) == stats.stored == 25  # each measurement once
+
+        sent.clear()
+        store = open_store(str(tmp_path / "client.duckdb"))
+        try:
+            reprocess(
+                client,
+                tasks,
+                Target(store, None, None),
+                on_result=lambda r: sent.append(len(r.rows)),
+            )
+        finally:
+            store.close()
+    assert sum(sent) == 25
+    assert verdicts(tmp_path / "client.duckdb") == single_process(tmp_path, bucket)
+
+
 def many_files(bucket: Path, files: int, per_file: int) -> int:
     qa = sorted((OONI / "wc05_qa").glob("*.json"))
     for n in range(files):

@@ -164,14 +164,19 @@ def manifest_records(out: Path) -> Callable[[str], str | bool | None]:
 # -- what a worker runs ------------------------------------------------------------------------
 
 
-def run_task(task: Task, out: str | None, worker_db: str | None) -> TaskResult:
-    """A worker's whole job for a task: analyse, write its parts, store it if told to."""
+def run_task(
+    task: Task, out: str | None, worker_db: str | None, send_rows: bool = True
+) -> TaskResult:
+    """A worker's whole job for a task: analyse, write its parts, store it if told to. The
+    rows travel back to the client only when it writes them (``send_rows``): pickling and
+    moving them costs both ends CPU the analysis could use."""
     result = analyse(task)
     if out is not None:
         write_parts(Path(out), result)
     if worker_db is not None:
         write_to_store(_worker_store(worker_db), result)
-        result.rows = []  # stored here: nothing to send back
+    if worker_db is not None or not send_rows:
+        result.rows = []  # written here: nothing to send back
     return result
 
 
@@ -197,6 +202,7 @@ def gather(
     *,
     out: Path | None = None,
     worker_db: str | None = None,
+    send_rows: bool = True,
 ) -> None:
     """Run every task on the cluster, a bounded number at a time, and hand each result to
     ``take`` as it arrives; a task that failed every try arrives as a failed result."""
@@ -213,7 +219,7 @@ def gather(
         by_key[key] = task
         out_text = str(out) if out is not None else None
         return client.submit(
-            run_task, task, out_text, worker_db, key=key, retries=RETRIES, pure=False
+            run_task, task, out_text, worker_db, send_rows, key=key, retries=RETRIES, pure=False
         )
 
     completed = as_completed([submit(t) for _, t in zip(range(window), queue, strict=False)])
@@ -259,18 +265,19 @@ def reprocess(
 ) -> IngestStats:
     """Rows to the target: the client writes a DuckDB store, the workers everything else."""
     stats = IngestStats()
+    client_writes = target.store is not None and target.worker_db is None
 
     def take(result: TaskResult) -> None:
         for problem in result.problems:
             on_problem(problem)
-        if target.store is not None and (target.worker_db is None or result.task_failed):
+        if target.store is not None and (client_writes or result.task_failed):
             write_to_store(target.store, result)
         if result.task_failed and target.out is not None:
             write_parts(target.out, result)  # the manifest records the failure
         add_stats(stats, result.stats)
         on_result(result)
 
-    gather(client, tasks, take, out=target.out, worker_db=target.worker_db)
+    gather(client, tasks, take, out=target.out, worker_db=target.worker_db, send_rows=client_writes)
     return stats
 
 
