@@ -356,15 +356,7 @@ class SeriesDetector:
             weak = [r for r in firsts if known.get(r.observations[0].report_id, [1])[0] == 0]
             firsts = [r for r in firsts if r not in weak]
             quiet = {r.observations[0].report_id for r in weak}
-            rounds = [
-                *firsts,
-                *weak,
-                *(
-                    r
-                    for r in rounds
-                    if r not in firsts and r.observations[0].report_id not in quiet
-                ),
-            ]
+            rounds = [r for r in rounds if r in weak or r.observations[0].report_id not in quiet]
         repeats = len(rounds) - len(firsts)
         units = len(firsts) + repeats * self.params.repeat_factor
         if units < self.params.k_min:
